@@ -1,0 +1,98 @@
+"""The one exception tree of vaxhub.
+
+Domain code raises these; each edge translates them once (FHIR
+OperationOutcome for REST, ACK AE/AR for HL7 v2, a row report for imports).
+
+    VaxhubError
+    ├── InputError                 the caller sent something we cannot take
+    │   ├── MalformedInput         not parseable at all (bad JSON, bad ER7)     -> 400
+    │   ├── InvalidResource        parseable but not a valid resource          -> 422
+    │   └── UnsupportedRequest     a valid request we do not support           -> 400
+    ├── NotFound                   no such resource / version                  -> 404
+    ├── Gone                       the resource was deleted                    -> 410
+    ├── Conflict                   the write collides with stored state        -> 409
+    │   ├── VersionConflict        concurrent update lost the race
+    │   └── DuplicateIdentifier    a business identifier is already held
+    ├── PreconditionFailed         If-Match / conditional match failed         -> 412
+    └── ExternalServiceError       a registry or other outside service failed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem, located: `expression` is a FHIRPath-like path
+    (`Bundle.entry[3].resource.birthDate`), a segment/field, or a row/column."""
+
+    message: str
+    expression: str | None = None
+    code: str = "invalid"
+    severity: str = "error"
+
+
+class VaxhubError(Exception):
+    """Base of every error vaxhub raises on purpose."""
+
+    def __init__(self, message: str, issues: list[Issue] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.issues: list[Issue] = issues or [Issue(message, code=self.default_code)]
+
+    default_code = "exception"
+
+
+class InputError(VaxhubError):
+    default_code = "invalid"
+
+
+class MalformedInput(InputError):
+    default_code = "structure"
+
+
+class InvalidResource(InputError):
+    default_code = "invalid"
+
+
+class UnsupportedRequest(InputError):
+    default_code = "not-supported"
+
+
+class NotFound(VaxhubError):
+    default_code = "not-found"
+
+
+class Gone(VaxhubError):
+    default_code = "deleted"
+
+
+class Conflict(VaxhubError):
+    default_code = "conflict"
+
+
+class VersionConflict(Conflict):
+    pass
+
+
+class DuplicateIdentifier(Conflict):
+    default_code = "duplicate"
+
+
+class PreconditionFailed(VaxhubError):
+    default_code = "conflict"
+
+
+class ExternalServiceError(VaxhubError):
+    default_code = "transient"
+
+
+@dataclass
+class ErrorContext:
+    """Where an error happened, for messages that point at the input."""
+
+    parts: list[str] = field(default_factory=list)
+
+    def path(self, *more: str) -> str:
+        return ".".join([*self.parts, *more])
