@@ -19,7 +19,7 @@ OperationOutcome for REST, ACK AE/AR for HL7 v2, a row report for imports).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,3 @@ class PreconditionFailed(VaxhubError):
 
 class ExternalServiceError(VaxhubError):
     default_code = "transient"
-
-
-@dataclass
-class ErrorContext:
-    """Where an error happened, for messages that point at the input."""
-
-    parts: list[str] = field(default_factory=list)
-
-    def path(self, *more: str) -> str:
-        return ".".join([*self.parts, *more])
