@@ -1,0 +1,614 @@
+"""The FHIR store: every version kept, indexes written with the resource.
+
+Reads go through `FhirStore`; writes go through a `Writer`, a unit of work on
+one database transaction. A single REST create is a writer with one
+operation; a transaction Bundle is one writer with many, so either all of it
+is stored or none. Inserts are buffered and written with one multi-row
+statement per table at `flush()`, which is what makes bulk ingestion fast.
+
+Uniqueness of business identifiers is enforced by the `identifier_claim`
+table's primary key. Its violation inside a race surfaces as
+`RetryableConflict`; callers retry the whole unit, and the retry's
+conditional creates then find the record the other request stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import Connection, Engine, delete, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from vaxhub.errors import (
+    Conflict,
+    DuplicateIdentifier,
+    Gone,
+    InvalidResource,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+    VersionConflict,
+)
+from vaxhub.fhir.search_params import compartment_patient, parse_reference
+from vaxhub.fhir.search_query import SearchQuery, TokenValue
+from vaxhub.hub.storage import search as sql_search
+from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
+from vaxhub.hub.storage.tables import (
+    DateIndexRow,
+    IdentifierClaimRow,
+    ReferenceIndexRow,
+    ResourceRow,
+    ResourceVersionRow,
+    StringIndexRow,
+    TokenIndexRow,
+)
+
+RESOURCE = ResourceRow.__table__
+VERSION = ResourceVersionRow.__table__
+CLAIM = IdentifierClaimRow.__table__
+INDEX_TABLES = (TokenIndexRow.__table__, StringIndexRow.__table__, DateIndexRow.__table__, ReferenceIndexRow.__table__)
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+class RetryableConflict(Conflict):
+    """A concurrent writer claimed the same identifier first; retry the unit."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def format_instant(moment: datetime) -> str:
+    return moment.replace(tzinfo=timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored version of a resource."""
+
+    rtype: str
+    id: str
+    version: int
+    last_updated: datetime
+    content: dict[str, Any] | None  # None for a deletion
+    method: str = "create"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def deleted(self) -> bool:
+        return self.content is None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: 201 created, 200 updated or matched, 204 deleted or no-op."""
+
+    status: int
+    stored: Stored
+
+
+@dataclass
+class SearchPage:
+    resources: list[Stored]
+    has_next: bool
+    total: int | None = None
+    included: list[Stored] = field(default_factory=list)
+
+
+def parse_etag(value: str) -> int:
+    match = re.fullmatch(r'\s*(?:W/)?"?(\d+)"?\s*', value)
+    if not match:
+        raise PreconditionFailed(f"If-Match {value!r} is not a version ETag such as W/\"3\"")
+    return int(match.group(1))
+
+
+def _strip_meta(resource: dict) -> dict:
+    body = {k: v for k, v in resource.items() if k != "meta"}
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    if meta:
+        body["meta"] = meta
+    return body
+
+
+class FhirStore:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ):
+        self.engine = engine
+        self.clock = clock
+        self.new_id = new_id
+
+    # ------------------------------------------------------------------ reads
+
+    def read(self, rtype: str, res_id: str) -> Stored:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted).where(
+                    RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{res_id} is not known")
+        if row.deleted:
+            raise Gone(f"{rtype}/{res_id} was deleted (version {row.version})")
+        return Stored(rtype, res_id, row.version, row.last_updated, row.content)
+
+    def vread(self, rtype: str, res_id: str, version: int) -> Stored:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(VERSION.c.last_updated, VERSION.c.content, VERSION.c.method).where(
+                    VERSION.c.res_type == rtype, VERSION.c.res_id == res_id, VERSION.c.version == version
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{res_id} has no version {version}")
+        if row.method == "delete":
+            raise Gone(f"Version {version} of {rtype}/{res_id} is a deletion")
+        return Stored(rtype, res_id, version, row.last_updated, row.content, row.method)
+
+    def history(
+        self,
+        rtype: str,
+        res_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[Stored], bool]:
+        """Versions newest first; the flag says whether more follow."""
+        stmt = select(VERSION).where(VERSION.c.res_type == rtype)
+        if res_id is not None:
+            stmt = stmt.where(VERSION.c.res_id == res_id)
+        if since is not None:
+            stmt = stmt.where(VERSION.c.last_updated >= since)
+        stmt = stmt.order_by(VERSION.c.last_updated.desc(), VERSION.c.res_id, VERSION.c.version.desc())
+        with self.engine.connect() as conn:
+            if res_id is not None and not conn.execute(
+                select(RESOURCE.c.version).where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id)
+            ).first():
+                raise NotFound(f"{rtype}/{res_id} is not known")
+            rows = conn.execute(stmt.offset(offset).limit(count + 1)).all()
+        versions = [Stored(rtype, r.res_id, r.version, r.last_updated, r.content, r.method) for r in rows[:count]]
+        return versions, len(rows) > count
+
+    def search(self, query: SearchQuery, conn: Connection | None = None) -> SearchPage:
+        with self._connection(conn) as c:
+            total = c.execute(sql_search.count_select(query)).scalar_one() if (query.total or query.summary_count) else None
+            if query.summary_count:
+                return SearchPage([], False, total)
+            rows = c.execute(sql_search.page_select(query)).all()
+            found = [Stored(query.rtype, r.res_id, r.version, r.last_updated, r.content) for r in rows[: query.count]]
+            page = SearchPage(found, len(rows) > query.count, total)
+            page.included = self._includes(c, query, found)
+        return page
+
+    def compartment(self, patient_id: str, types: tuple[str, ...] | None = None) -> list[Stored]:
+        """Everything in one patient's compartment: one query on the compartment index."""
+        stmt = select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content).where(
+            RESOURCE.c.patient_id == patient_id, RESOURCE.c.deleted.is_(False)
+        )
+        if types:
+            stmt = stmt.where(RESOURCE.c.res_type.in_(types))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(RESOURCE.c.res_type, RESOURCE.c.res_id)).all()
+        return [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
+
+    def _includes(self, conn: Connection, query: SearchQuery, found: list[Stored]) -> list[Stored]:
+        if not found or not (query.includes or query.revincludes):
+            return []
+        wanted: set[tuple[str, str]] = set()
+        ids = [s.id for s in found]
+        for inc in query.includes:
+            if inc.source_type != query.rtype:
+                continue
+            refs = conn.execute(
+                select(ReferenceIndexRow.target_type, ReferenceIndexRow.target_id).where(
+                    ReferenceIndexRow.res_type == query.rtype,
+                    ReferenceIndexRow.param == inc.param.name,
+                    ReferenceIndexRow.res_id.in_(ids),
+                )
+            ).all()
+            wanted |= {(t, i) for t, i in refs if inc.target_type in (None, t)}
+        for inc in query.revincludes:
+            refs = conn.execute(
+                select(ReferenceIndexRow.res_type, ReferenceIndexRow.res_id).where(
+                    ReferenceIndexRow.res_type == inc.source_type,
+                    ReferenceIndexRow.param == inc.param.name,
+                    ReferenceIndexRow.target_type == query.rtype,
+                    ReferenceIndexRow.target_id.in_(ids),
+                )
+            ).all()
+            wanted |= {(t, i) for t, i in refs}
+        wanted -= {(query.rtype, i) for i in ids}
+        if not wanted:
+            return []
+        rows = conn.execute(
+            select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content).where(
+                tuple_(RESOURCE.c.res_type, RESOURCE.c.res_id).in_(sorted(wanted)), RESOURCE.c.deleted.is_(False)
+            )
+        ).all()
+        return [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
+
+    @contextmanager
+    def _connection(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as fresh:
+                yield fresh
+
+    # ----------------------------------------------------------------- writes
+
+    @contextmanager
+    def writer(self) -> Iterator["Writer"]:
+        """A unit of work: commits when the block ends, rolls back on any error."""
+        with self.engine.begin() as conn:
+            w = Writer(self, conn)
+            yield w
+            w.flush()
+
+    def run_unit(self, work: Callable[["Writer"], Any], *, attempts: int = 3) -> Any:
+        """Run `work` in a writer, retrying when a concurrent writer won an identifier race."""
+        for attempt in range(attempts):
+            try:
+                with self.writer() as w:
+                    return work(w)
+            except RetryableConflict:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class _Pending:
+    rtype: str
+    id: str
+    content: dict
+    path: str
+
+
+class Writer:
+    """One database transaction's worth of FHIR writes."""
+
+    def __init__(self, store: FhirStore, conn: Connection):
+        self.store = store
+        self.conn = conn
+        self.now = store.clock()
+        self._resources: list[dict] = []
+        self._versions: list[dict] = []
+        self._index = IndexRows()
+        self._created: dict[tuple[str, str], _Pending] = {}
+        self._claims: dict[tuple[str, str, str], _Pending] = {}
+        self._claim_cache: dict[tuple[str, str, str], str | None] = {}
+        self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
+
+    # -- conditional lookups
+
+    def prefetch_claims(self, keys: list[tuple[str, str, str]]) -> None:
+        """Look up many (type, system, value) identifiers in one query."""
+        keys = [k for k in dict.fromkeys(keys) if k not in self._claim_cache]
+        for chunk_start in range(0, len(keys), 500):
+            chunk = keys[chunk_start : chunk_start + 500]
+            rows = self.conn.execute(
+                select(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(
+                    tuple_(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value).in_(chunk)
+                )
+            ).all()
+            found = {(r.res_type, r.system, r.value): r.res_id for r in rows}
+            for key in chunk:
+                self._claim_cache[key] = found.get(key)
+
+    def find(self, query: SearchQuery) -> list[tuple[str, str]]:
+        """Ids matching a conditional request's criteria, counting this unit's own writes.
+
+        Criteria made only of `identifier` tokens with a system are answered from
+        the claim table (and from this unit's pending creates) without a search.
+        """
+        keys = _identifier_keys(query)
+        if keys is not None:
+            self.prefetch_claims(keys)
+            ids: list[str] = []
+            for key in keys:
+                pending = self._claims.get(key)
+                owner = pending.id if pending else self._claim_cache.get(key)
+                if owner and owner not in ids:
+                    ids.append(owner)
+            # An AND of identifiers matches only when they name the same resource.
+            if len(query.criteria) > 1 and len(ids) > 1:
+                return []
+            return [(query.rtype, i) for i in ids]
+        self.flush()
+        probe = SearchQuery(query.rtype, criteria=query.criteria, count=2)
+        return [(s.rtype, s.id) for s in self.store.search(probe, self.conn).resources]
+
+    # -- operations
+
+    def create(self, resource: dict, *, path: str | None = None, res_id: str | None = None, if_none_exist: SearchQuery | None = None) -> WriteResult:
+        rtype = resource["resourceType"]
+        path = path or rtype
+        if if_none_exist is not None:
+            matches = self.find(if_none_exist)
+            if len(matches) > 1:
+                raise PreconditionFailed(
+                    f"If-None-Exist matched {len(matches)} {rtype} resources; the criteria are not selective enough",
+                    [Issue("Conditional create matched more than one resource", path, "multiple-matches")],
+                )
+            if matches:
+                return WriteResult(200, self._current(rtype, matches[0][1]))
+        res_id = res_id or self.store.new_id()
+        return self._store_new(rtype, res_id, resource, path, version=1, method="create")
+
+    def update(self, rtype: str, res_id: str, resource: dict, *, path: str | None = None, if_match: str | None = None) -> WriteResult:
+        path = path or f"{rtype}/{res_id}"
+        if not ID_PATTERN.match(res_id):
+            raise InvalidResource(f"{res_id!r} is not a valid resource id", [Issue("Invalid id", f"{path}.id")])
+        self.flush()
+        current = self._lock_current(rtype, res_id)
+        if if_match is not None:
+            expected = parse_etag(if_match)
+            if current is None or current.version != expected:
+                have = "does not exist" if current is None else f"is at version {current.version}"
+                raise PreconditionFailed(f"If-Match expected version {expected} but {rtype}/{res_id} {have}")
+        if current is None:
+            return self._store_new(rtype, res_id, resource, path, version=1, method="create")
+        if current.deleted:
+            self._delete_index(rtype, res_id)
+            return self._store_new(rtype, res_id, resource, path, version=current.version + 1, method="update", existing=True)
+        if _strip_meta({**resource, "id": res_id}) == _strip_meta(current.content or {}):
+            return WriteResult(200, current)  # an identical re-send makes no new version
+        content = self._stamp(resource, res_id, current.version + 1)
+        self._check_claims(rtype, res_id, content, path)
+        changed = self.conn.execute(
+            update(RESOURCE)
+            .where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id, RESOURCE.c.version == current.version)
+            .values(
+                version=current.version + 1,
+                last_updated=self.now,
+                deleted=False,
+                patient_id=compartment_patient(rtype, res_id, content),
+                content=content,
+            )
+        ).rowcount
+        if changed != 1:
+            raise VersionConflict(f"{rtype}/{res_id} was changed by another request; read it again and retry")
+        self._delete_index(rtype, res_id)
+        self._versions.append(self._version_row(rtype, res_id, current.version + 1, "update", content))
+        self._index.extend(index_rows(rtype, res_id, content))
+        self._queue_reference_checks(rtype, res_id, content, path)
+        return WriteResult(200, Stored(rtype, res_id, current.version + 1, self.now, content, "update"))
+
+    def delete(self, rtype: str, res_id: str, *, path: str | None = None) -> WriteResult:
+        path = path or f"{rtype}/{res_id}"
+        self.flush()
+        current = self._lock_current(rtype, res_id)
+        if current is None:
+            raise NotFound(f"{rtype}/{res_id} is not known")
+        if current.deleted:
+            return WriteResult(204, current)
+        referrers = self.conn.execute(
+            select(ReferenceIndexRow.res_type, ReferenceIndexRow.res_id)
+            .where(ReferenceIndexRow.target_type == rtype, ReferenceIndexRow.target_id == res_id)
+            .limit(5)
+        ).all()
+        if referrers:
+            names = ", ".join(f"{t}/{i}" for t, i in referrers)
+            raise Conflict(
+                f"{rtype}/{res_id} cannot be deleted: it is referenced by {names}",
+                [Issue(f"Referenced by {names}", path, "conflict")],
+            )
+        version = current.version + 1
+        self.conn.execute(
+            update(RESOURCE)
+            .where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id, RESOURCE.c.version == current.version)
+            .values(version=version, last_updated=self.now, deleted=True, content=None)
+        )
+        self._delete_index(rtype, res_id)
+        self._versions.append(self._version_row(rtype, res_id, version, "delete", None))
+        return WriteResult(204, Stored(rtype, res_id, version, self.now, None, "delete"))
+
+    def read(self, rtype: str, res_id: str) -> Stored:
+        """A read inside the unit, seeing its own writes."""
+        return self._current(rtype, res_id)
+
+    # -- flushing
+
+    def flush(self) -> None:
+        """Check pending claims and references, then write buffered rows."""
+        if not self._resources and not self._versions and not self._refs_to_check:
+            return
+        self._verify_new_claims()
+        self._verify_references()
+        try:
+            if self._resources:
+                self.conn.execute(insert(RESOURCE), self._resources)
+            if self._versions:
+                self.conn.execute(insert(VERSION), self._versions)
+            for table, rows in zip(INDEX_TABLES, (self._index.token, self._index.string, self._index.date, self._index.reference)):
+                if rows:
+                    self.conn.execute(insert(table), rows)
+            if self._index.claims:
+                self.conn.execute(insert(CLAIM), self._index.claims)
+        except IntegrityError as exc:
+            raise RetryableConflict("Another request stored the same identifier at the same time") from exc
+        self._resources, self._versions, self._index = [], [], IndexRows()
+        self._refs_to_check = []
+
+    # -- internals
+
+    def _stamp(self, resource: dict, res_id: str, version: int) -> dict:
+        content = copy.deepcopy(resource)
+        content["id"] = res_id
+        meta = dict(content.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(self.now)
+        content["meta"] = meta
+        return content
+
+    def _version_row(self, rtype: str, res_id: str, version: int, method: str, content: dict | None) -> dict:
+        return {"res_type": rtype, "res_id": res_id, "version": version, "last_updated": self.now, "method": method, "content": content}
+
+    def _store_new(self, rtype: str, res_id: str, resource: dict, path: str, *, version: int, method: str, existing: bool = False) -> WriteResult:
+        if (rtype, res_id) in self._created:
+            raise InvalidResource(f"{rtype}/{res_id} is written twice in one request", [Issue("Duplicate resource in request", path)])
+        content = self._stamp(resource, res_id, version)
+        pending = _Pending(rtype, res_id, content, path)
+        for system, value in claimed_identifiers(content):
+            key = (rtype, system, value)
+            other = self._claims.get(key)
+            if other is not None:
+                raise DuplicateIdentifier(
+                    f"{path} repeats identifier {system}|{value} of {other.path}",
+                    [Issue(f"Identifier {system}|{value} is already used by {other.path} in this request", f"{path}.identifier", "duplicate")],
+                )
+            self._claims[key] = pending
+        self._created[(rtype, res_id)] = pending
+        row = {
+            "res_type": rtype,
+            "res_id": res_id,
+            "version": version,
+            "last_updated": self.now,
+            "deleted": False,
+            "patient_id": compartment_patient(rtype, res_id, content),
+            "content": content,
+        }
+        if existing:
+            self.conn.execute(
+                update(RESOURCE).where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id).values(**row)
+            )
+        else:
+            self._resources.append(row)
+        self._versions.append(self._version_row(rtype, res_id, version, method, content))
+        self._index.extend(index_rows(rtype, res_id, content))
+        self._queue_reference_checks(rtype, res_id, content, path)
+        return WriteResult(201, Stored(rtype, res_id, version, self.now, content, method))
+
+    def _queue_reference_checks(self, rtype: str, res_id: str, content: dict, path: str) -> None:
+        for ref in _all_references(content):
+            parsed = parse_reference(ref)
+            if parsed and not ref.startswith(("http://", "https://")):
+                self._refs_to_check.append((*parsed, path, ref))
+
+    def _verify_references(self) -> None:
+        """Every relative reference must name a stored (or in-request) resource."""
+        missing = [(t, i, p, r) for t, i, p, r in self._refs_to_check if (t, i) not in self._created]
+        if not missing:
+            return
+        keys = sorted({(t, i) for t, i, _, _ in missing})
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 500):
+            rows = self.conn.execute(
+                select(RESOURCE.c.res_type, RESOURCE.c.res_id).where(
+                    tuple_(RESOURCE.c.res_type, RESOURCE.c.res_id).in_(keys[start : start + 500]), RESOURCE.c.deleted.is_(False)
+                )
+            ).all()
+            found |= {(r.res_type, r.res_id) for r in rows}
+        issues = [Issue(f"Reference {ref} does not resolve to a stored resource", path, "not-found") for t, i, path, ref in missing if (t, i) not in found]
+        if issues:
+            raise InvalidResource(f"{issues[0].expression}: {issues[0].message}", issues)
+
+    def _verify_new_claims(self) -> None:
+        keys = [(c["res_type"], c["system"], c["value"]) for c in self._index.claims]
+        if not keys:
+            return
+        owners: dict[tuple[str, str, str], str] = {}
+        for start in range(0, len(keys), 500):
+            rows = self.conn.execute(
+                select(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(
+                    tuple_(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value).in_(keys[start : start + 500])
+                )
+            ).all()
+            owners |= {(r.res_type, r.system, r.value): r.res_id for r in rows}
+        issues = []
+        for claim in self._index.claims:
+            key = (claim["res_type"], claim["system"], claim["value"])
+            owner = owners.get(key)
+            if owner and owner != claim["res_id"]:
+                pending = self._claims.get(key)
+                where = pending.path if pending else claim["res_type"]
+                issues.append(
+                    Issue(
+                        f"Identifier {claim['system']}|{claim['value']} is already held by {claim['res_type']}/{owner}",
+                        f"{where}.identifier",
+                        "duplicate",
+                    )
+                )
+        if issues:
+            raise DuplicateIdentifier(issues[0].message, issues)
+
+    def _check_claims(self, rtype: str, res_id: str, content: dict, path: str) -> None:
+        """For an update: the new identifiers must not belong to another resource."""
+        for system, value in claimed_identifiers(content):
+            key = (rtype, system, value)
+            pending = self._claims.get(key)
+            if pending is not None and pending.id != res_id:
+                raise DuplicateIdentifier(f"Identifier {system}|{value} is already used by {pending.path} in this request")
+            self._claims[key] = _Pending(rtype, res_id, content, path)
+
+    def _delete_index(self, rtype: str, res_id: str) -> None:
+        for table in (*INDEX_TABLES, CLAIM):
+            self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == res_id))
+
+    def _lock_current(self, rtype: str, res_id: str) -> Stored | None:
+        stmt = select(RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted).where(
+            RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id
+        )
+        if self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        if row is None:
+            return None
+        return Stored(rtype, res_id, row.version, row.last_updated, None if row.deleted else row.content)
+
+    def _current(self, rtype: str, res_id: str) -> Stored:
+        pending = self._created.get((rtype, res_id))
+        if pending is not None:
+            meta = pending.content["meta"]
+            return Stored(rtype, res_id, int(meta["versionId"]), self.now, pending.content)
+        current = self._lock_current(rtype, res_id)
+        if current is None:
+            raise NotFound(f"{rtype}/{res_id} is not known")
+        if current.deleted:
+            raise Gone(f"{rtype}/{res_id} was deleted")
+        return current
+
+
+def _identifier_keys(query: SearchQuery) -> list[tuple[str, str, str]] | None:
+    """(type, system, value) keys when every criterion is `identifier=system|value`."""
+    if not query.criteria:
+        return None
+    keys = []
+    for crit in query.criteria:
+        if crit.param.name != "identifier" or crit.modifier or len(crit.values) != 1:
+            return None
+        token: TokenValue = crit.values[0]
+        if not token.system or not token.code:
+            return None
+        keys.append((query.rtype, token.system, token.code))
+    return keys
+
+
+def _all_references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from _all_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _all_references(item)
+
