@@ -101,7 +101,7 @@ def _sort_key(query: SearchQuery, name: str):
         return R.res_id
     param = get_param(query.rtype, name)
     table = _INDEX[param.type]
-    column = {"date": table.c.start, "string": table.c.value_fold, "token": table.c.value}[param.type]
+    column = table.c[{"date": "start", "string": "value_fold", "token": "value"}[param.type]]
     return (
         select(func.min(column))
         .where(table.c.res_type == query.rtype, table.c.param == name, table.c.res_id == R.res_id)

@@ -1,0 +1,134 @@
+"""Transaction and batch Bundles: atomic, idempotent with conditional creates, references rewritten."""
+
+from __future__ import annotations
+
+import copy
+
+from tests.builders import identifier_condition, immunization, patient, person_with_doses, post_entry, transaction
+
+
+def _count(client, rtype: str) -> int:
+    return client.get(f"/fhir/{rtype}", params={"_summary": "count"}).json()["total"]
+
+
+def _history_count(client, rtype: str) -> int:
+    return len(client.get(f"/fhir/{rtype}/_history", params={"_count": 500}).json().get("entry", []))
+
+
+def test_posting_the_same_transaction_twice_leaves_one_copy_of_each(client):
+    bundle = transaction(*person_with_doses("079085000001", 3), *person_with_doses("001185000002", 2, family="Lê", given=("Minh",)))
+    first = client.post("/fhir", json=bundle)
+    assert first.status_code == 200, first.text
+    assert [e["response"]["status"] for e in first.json()["entry"]] == ["201 Created"] * 7
+    second = client.post("/fhir", json=copy.deepcopy(bundle))
+    assert second.status_code == 200, second.text
+    assert [e["response"]["status"] for e in second.json()["entry"]] == ["200 OK"] * 7
+    assert [e["response"]["location"] for e in second.json()["entry"]] == [e["response"]["location"] for e in first.json()["entry"]]
+    assert _count(client, "Patient") == 2
+    assert _count(client, "Immunization") == 5
+    assert _history_count(client, "Immunization") == 5  # the re-send wrote no new versions
+
+
+def test_urn_uuid_references_are_rewritten_to_server_ids(client):
+    out = client.post("/fhir", json=transaction(*person_with_doses("079085000003", 2))).json()
+    patient_location = out["entry"][0]["response"]["location"]
+    patient_id = patient_location.split("/")[1]
+    imm_id = out["entry"][1]["response"]["location"].split("/")[1]
+    imm = client.get(f"/fhir/Immunization/{imm_id}").json()
+    assert imm["patient"]["reference"] == f"Patient/{patient_id}"
+
+
+def test_transaction_with_one_invalid_entry_stores_nothing_and_names_the_entry(client):
+    entries = person_with_doses("079085000004", 2)
+    entries[2]["resource"]["occurrenceDateTime"] = "2021-13-45"
+    r = client.post("/fhir", json=transaction(*entries))
+    assert r.status_code == 422
+    issue = r.json()["issue"][0]
+    assert issue["expression"][0].startswith("Bundle.entry[2].resource")
+    assert _count(client, "Patient") == 0 and _count(client, "Immunization") == 0
+
+
+def test_transaction_failing_at_write_time_rolls_back_earlier_entries(client):
+    # The second entry passes validation but refers to a patient that does not exist.
+    good = person_with_doses("079085000005", 1)
+    bad = post_entry(immunization("Patient/missing", "X-1"))
+    r = client.post("/fhir", json=transaction(*good, bad))
+    assert r.status_code == 422
+    assert "Patient/missing" in r.json()["issue"][0]["diagnostics"]
+    assert _count(client, "Patient") == 0 and _count(client, "Immunization") == 0
+
+
+def test_unresolved_urn_reference_is_refused(client):
+    r = client.post("/fhir", json=transaction(post_entry(immunization("urn:uuid:5b6a0e2c-0000-0000-0000-000000000000"))))
+    assert r.status_code == 422
+    assert _count(client, "Immunization") == 0
+
+
+def test_duplicate_identifier_inside_one_transaction_is_refused(client):
+    a = patient("079085000006")
+    r = client.post("/fhir", json=transaction(post_entry(a), post_entry(patient("079085000006", family="Phạm"))))
+    assert r.status_code == 409
+    assert _count(client, "Patient") == 0
+
+
+def test_same_conditional_create_twice_in_one_bundle_resolves_to_one_resource(client):
+    pat = patient("079085000007")
+    cond = identifier_condition(pat)
+    r = client.post("/fhir", json=transaction(post_entry(pat, if_none_exist=cond), post_entry(copy.deepcopy(pat), if_none_exist=cond)))
+    assert r.status_code == 200, r.text
+    locations = {e["response"]["location"].split("/_history")[0] for e in r.json()["entry"]}
+    assert len(locations) == 1
+    assert _count(client, "Patient") == 1
+
+
+def test_transaction_put_delete_and_get_entries(client):
+    created = client.post("/fhir/Patient", json=patient("079085000008")).json()
+    doomed = client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "Old site"}).json()
+    bundle = transaction(
+        {"resource": {**created, "gender": "female"}, "request": {"method": "PUT", "url": f"Patient/{created['id']}", "ifMatch": 'W/"1"'}},
+        {"request": {"method": "DELETE", "url": f"Organization/{doomed['id']}"}},
+        {"request": {"method": "GET", "url": f"Patient?identifier=https://vaxhub.vn/fhir/sid/cccd|079085000008"}},
+    )
+    out = client.post("/fhir", json=bundle)
+    assert out.status_code == 200, out.text
+    entries = out.json()["entry"]
+    assert entries[0]["response"]["status"] == "200 OK"
+    assert entries[1]["response"]["status"] == "204 No Content"
+    assert entries[2]["resource"]["entry"][0]["resource"]["gender"] == "female"
+    assert client.get(f"/fhir/Organization/{doomed['id']}").status_code == 410
+
+
+def test_stale_if_match_in_transaction_rolls_back_everything(client):
+    created = client.post("/fhir/Patient", json=patient("079085000009")).json()
+    bundle = transaction(
+        post_entry(patient("079085000010")),
+        {"resource": {**created, "gender": "female"}, "request": {"method": "PUT", "url": f"Patient/{created['id']}", "ifMatch": 'W/"7"'}},
+    )
+    r = client.post("/fhir", json=bundle)
+    assert r.status_code == 412
+    assert _count(client, "Patient") == 1
+
+
+def test_batch_reports_each_entry_on_its_own(client):
+    good = post_entry(patient("079085000011"))
+    invalid = post_entry({**patient("079085000012"), "birthDate": "not-a-date"})
+    dangling = post_entry(immunization("Patient/missing", "B-1"))
+    r = client.post("/fhir", json=transaction(good, invalid, dangling, kind="batch"))
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses[0] == "201 Created"
+    assert statuses[1] == "422" and statuses[2] == "422"
+    assert r.json()["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert _count(client, "Patient") == 1
+
+
+def test_bundle_of_other_type_is_refused(client):
+    r = client.post("/fhir", json={"resourceType": "Bundle", "type": "collection", "entry": []})
+    assert r.status_code == 400
+
+
+def test_oversized_bundle_is_refused_before_work(client):
+    entries = [post_entry(patient(f"0790850{n:05d}")) for n in range(1001)]
+    r = client.post("/fhir", json=transaction(*entries))
+    assert r.status_code == 400
+    assert _count(client, "Patient") == 0
