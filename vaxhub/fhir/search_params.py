@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Literal
 
-import phonenumbers
-
-from vaxhub.errors import Issue, UnsupportedRequest
+from vaxhub.errors import InvalidResource, Issue, UnsupportedRequest
+from vaxhub.fhir.normalise import phones
 
 ParamType = Literal["token", "string", "date", "reference"]
 
@@ -81,14 +80,11 @@ def _name_parts(res: dict, *, family: bool = True, given: bool = True, all_parts
 
 
 def normalise_phone(value: str) -> str:
-    """E.164 form of a Vietnamese or international number; other strings unchanged."""
+    """E.164 form of a phone number for the index; a value that is no number stays as written."""
     try:
-        number = phonenumbers.parse(value, "VN")
-    except phonenumbers.NumberParseException:
+        return phones.normalise_phone(value)
+    except InvalidResource:
         return value.strip()
-    if not phonenumbers.is_possible_number(number):
-        return value.strip()
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _telecom(res: dict, only_system: str | None = None) -> Iterable[tuple[str | None, str]]:

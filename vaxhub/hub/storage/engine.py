@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Execution option marking a connection that will write (see the SQLite "begin" hook).
+WRITE_OPTION = "vaxhub_write"
 
 
 def _dumps(value: object) -> str:
@@ -51,9 +53,11 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            # Take the write lock up front: a deferred transaction that reads and then
-            # writes can fail with "database is locked" when another writer got in between.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer takes the write lock up front: a deferred transaction that reads
+            # and then writes fails with "database is locked" when another writer got in
+            # between. Readers begin deferred and, in WAL mode, never wait for writers.
+            write = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return create_engine(
@@ -77,7 +81,7 @@ def alembic_config(url: str) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` on the engine's database."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as conn:
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

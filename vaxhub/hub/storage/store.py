@@ -38,6 +38,7 @@ from vaxhub.errors import (
 from vaxhub.fhir.search_params import compartment_patient, parse_reference
 from vaxhub.fhir.search_query import SearchQuery, TokenValue
 from vaxhub.hub.storage import search as sql_search
+from vaxhub.hub.storage.engine import WRITE_OPTION
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
 from vaxhub.hub.storage.tables import (
     DateIndexRow,
@@ -256,7 +257,7 @@ class FhirStore:
     @contextmanager
     def writer(self) -> Iterator["Writer"]:
         """A unit of work: commits when the block ends, rolls back on any error."""
-        with self.engine.begin() as conn:
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
             w = Writer(self, conn)
             yield w
             w.flush()

@@ -1,0 +1,125 @@
+"""Storage guarantees under concurrency and failure, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+
+from tests.builders import identifier_condition, immunization, patient
+from vaxhub.errors import DuplicateIdentifier, InvalidResource, PreconditionFailed
+from vaxhub.fhir.search_query import parse_search
+from vaxhub.hub.storage.engine import current_revision, head_revision
+from vaxhub.hub.storage.store import FhirStore
+from vaxhub.hub.storage.tables import IdentifierClaimRow, ResourceRow, ResourceVersionRow, TokenIndexRow
+
+
+def _count(engine, model) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_migrations_are_at_head(engine):
+    assert current_revision(engine) == head_revision()
+    assert {"resource", "resource_version", "sp_token", "sp_string", "sp_date", "sp_reference", "identifier_claim"} <= set(inspect(engine).get_table_names())
+
+
+def test_racing_conditional_creates_store_one_resource(store, engine):
+    pat = patient("079090077777")
+    criteria = parse_search("Patient", [tuple(identifier_condition(pat).split("=", 1))])
+    barrier = threading.Barrier(6)
+    results, errors = [], []
+
+    def send() -> None:
+        barrier.wait()
+        try:
+            results.append(store.run_unit(lambda w: w.create(pat, if_none_exist=criteria)))
+        except Exception as exc:  # noqa: BLE001 - the test reports any failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({r.stored.id for r in results}) == 1
+    assert sorted(r.status for r in results) == [200] * 5 + [201]
+    assert _count(engine, ResourceRow) == 1
+    assert _count(engine, IdentifierClaimRow) == 1
+
+
+def test_identifier_claim_is_enforced_by_the_database(engine):
+    store = FhirStore(engine)
+    store.run_unit(lambda w: w.create(patient("079090066666")))
+    with pytest.raises(DuplicateIdentifier):
+        store.run_unit(lambda w: w.create(patient("079090066666", family="Lê")))
+    # Bypassing the store's own check, the primary key still refuses the second claim.
+    with pytest.raises(Exception) as caught:
+        with engine.begin() as conn:
+            conn.execute(IdentifierClaimRow.__table__.insert().values(res_type="Patient", system="https://vaxhub.vn/fhir/sid/cccd", value="079090066666", res_id="other"))
+    assert "unique" in str(caught.value).lower() or "duplicate" in str(caught.value).lower()
+
+
+def test_concurrent_updates_from_one_version_let_exactly_one_win(engine):
+    store = FhirStore(engine)
+    created = store.run_unit(lambda w: w.create(patient("079090055555"))).stored
+    barrier = threading.Barrier(5)
+    won, lost = [], []
+
+    def update(gender: str) -> None:
+        barrier.wait()
+        try:
+            store.run_unit(lambda w: w.update("Patient", created.id, {**created.content, "gender": gender}, if_match='W/"1"'))
+            won.append(gender)
+        except PreconditionFailed:
+            lost.append(gender)
+
+    threads = [threading.Thread(target=update, args=(g,)) for g in ("female", "other", "unknown", "female", "other")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(lost) == 4
+    current = store.read("Patient", created.id)
+    assert current.version == 2 and current.content["gender"] == won[0]
+
+
+def test_failed_unit_leaves_no_rows_behind(engine):
+    store = FhirStore(engine)
+
+    def work(w):
+        w.create(patient("079090044444"))
+        w.create(immunization("Patient/missing"))
+
+    with pytest.raises(InvalidResource):
+        store.run_unit(work)
+    for model in (ResourceRow, ResourceVersionRow, TokenIndexRow, IdentifierClaimRow):
+        assert _count(engine, model) == 0
+
+
+def test_every_version_is_kept(engine):
+    store = FhirStore(engine)
+    created = store.run_unit(lambda w: w.create(patient("079090033333"))).stored
+    for gender in ("female", "other", "unknown"):
+        current = store.read("Patient", created.id)
+        store.run_unit(lambda w: w.update("Patient", created.id, {**current.content, "gender": gender}))
+    versions, more = store.history("Patient", created.id)
+    assert [v.version for v in versions] == [4, 3, 2, 1] and not more
+    assert [store.vread("Patient", created.id, n).content["gender"] for n in (1, 2, 3, 4)] == ["male", "female", "other", "unknown"]
+
+
+def test_compartment_is_one_indexed_query(engine):
+    store = FhirStore(engine)
+    pid = store.run_unit(lambda w: w.create(patient("079090022222"))).stored.id
+    store.run_unit(lambda w: w.create(immunization(f"Patient/{pid}", "c1")))
+    store.run_unit(lambda w: w.create(immunization(f"Patient/{pid}", "c2")))
+    assert sorted(s.rtype for s in store.compartment(pid)) == ["Immunization", "Immunization", "Patient"]
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET enable_seqscan = off"))
+            plan = " ".join(r[0] for r in conn.execute(text("EXPLAIN SELECT * FROM resource WHERE patient_id = :p"), {"p": pid}))
+        else:
+            plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN SELECT * FROM resource WHERE patient_id = :p"), {"p": pid}))
+    assert "ix_resource_patient" in plan
