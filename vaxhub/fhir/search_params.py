@@ -15,6 +15,7 @@ Extracted values are typed:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Literal
@@ -79,6 +80,7 @@ def _name_parts(res: dict, *, family: bool = True, given: bool = True, all_parts
             yield " ".join([name["family"], *givens])
 
 
+@lru_cache(maxsize=65536)  # family members share phones, and each is indexed twice
 def normalise_phone(value: str) -> str:
     """E.164 form of a phone number for the index; a value that is no number stays as written."""
     try:

@@ -39,6 +39,7 @@ class Entry:
     full_url: str | None = None
     if_match: str | None = None
     query: list[tuple[str, str]] = field(default_factory=list)
+    references: list[str] | None = None  # every reference in the resource, once rewritten
 
     @property
     def path(self) -> str:
@@ -152,22 +153,21 @@ def _parse_entry(i: int, raw: Any, default_count: int, max_count: int) -> Entry:
     return entry
 
 
-def _rewrite_references(node: Any, mapping: dict[str, str], unresolved: list[str]) -> Any:
+def rewrite_references(node: Any, mapping: dict[str, str], seen: list[str]) -> None:
+    """Rewrite `reference` strings found in `mapping`, in place, and list every
+    reference met (after rewriting) in `seen`; one walk serves both."""
     if isinstance(node, dict):
-        out = {}
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 if value in mapping:
-                    value = mapping[value]
-                elif value.startswith("urn:uuid:") or value.startswith("urn:oid:"):
-                    unresolved.append(value)
-                out[key] = value
-            else:
-                out[key] = _rewrite_references(value, mapping, unresolved)
-        return out
-    if isinstance(node, list):
-        return [_rewrite_references(v, mapping, unresolved) for v in node]
-    return node
+                    value = node[key] = mapping[value]
+                seen.append(value)
+            elif isinstance(value, (dict, list)):
+                rewrite_references(value, mapping, seen)
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)):
+                rewrite_references(item, mapping, seen)
 
 
 def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]]:
@@ -226,10 +226,10 @@ def _run_entry(writer: Writer, e: Entry, base: str) -> EntryResult:
         result = writer.delete(e.rtype, e.res_id, path=e.path)  # type: ignore[arg-type]
         return EntryResult(204 if result.status == 204 else 200)
     if e.method == "POST":
-        result: WriteResult = writer.create(e.resource, path=f"{e.path}.resource", res_id=e.res_id)  # type: ignore[arg-type]
+        result: WriteResult = writer.create(e.resource, path=f"{e.path}.resource", res_id=e.res_id, references=e.references)  # type: ignore[arg-type]
         return EntryResult(result.status, result.stored)
     if e.method == "PUT":
-        result = writer.update(e.rtype, e.res_id, e.resource, path=f"{e.path}.resource", if_match=e.if_match)  # type: ignore[arg-type]
+        result = writer.update(e.rtype, e.res_id, e.resource, path=f"{e.path}.resource", if_match=e.if_match, references=e.references)  # type: ignore[arg-type]
         return EntryResult(result.status, result.stored)
     raise AssertionError(e.method)
 
@@ -261,7 +261,9 @@ def _transaction(writer: Writer, entries: list[Entry], base: str) -> dict[int, E
     unresolved: list[str] = []
     for e in entries:
         if e.resource is not None:
-            e.resource = _rewrite_references(e.resource, mapping, unresolved)
+            e.references = []
+            rewrite_references(e.resource, mapping, e.references)
+            unresolved += [r for r in e.references if r.startswith(("urn:uuid:", "urn:oid:"))]
     if unresolved:
         issues = [Issue(f"Reference {ref} matches no entry's fullUrl", "Bundle.entry", "not-found") for ref in dict.fromkeys(unresolved)]
         raise InvalidResource(issues[0].message, issues)

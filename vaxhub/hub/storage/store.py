@@ -14,7 +14,6 @@ conditional creates then find the record the other request stored.
 
 from __future__ import annotations
 
-import copy
 import re
 import uuid
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Connection, Engine, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -38,6 +37,7 @@ from vaxhub.errors import (
 from vaxhub.fhir.search_params import compartment_patient, parse_reference
 from vaxhub.fhir.search_query import SearchQuery, TokenValue
 from vaxhub.hub.storage import search as sql_search
+from vaxhub.hub.storage.bulk import bulk_insert
 from vaxhub.hub.storage.engine import WRITE_OPTION
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
 from vaxhub.hub.storage.tables import (
@@ -300,18 +300,30 @@ class Writer:
     # -- conditional lookups
 
     def prefetch_claims(self, keys: list[tuple[str, str, str]]) -> None:
-        """Look up many (type, system, value) identifiers in one query."""
+        """Look up many (type, system, value) identifiers in as few queries as possible."""
         keys = [k for k in dict.fromkeys(keys) if k not in self._claim_cache]
-        for chunk_start in range(0, len(keys), 500):
-            chunk = keys[chunk_start : chunk_start + 500]
-            rows = self.conn.execute(
-                select(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(
-                    tuple_(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value).in_(chunk)
-                )
-            ).all()
-            found = {(r.res_type, r.system, r.value): r.res_id for r in rows}
-            for key in chunk:
-                self._claim_cache[key] = found.get(key)
+        found = self._claim_owners(keys)
+        for key in keys:
+            self._claim_cache[key] = found.get(key)
+
+    def _claim_owners(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+        # One `value IN (…)` query per resource type on the key's (type, value, system)
+        # index; row-value IN lists are not planned as index lookups everywhere.
+        groups: dict[str, set[str]] = {}
+        for rtype, _system, value in keys:
+            groups.setdefault(rtype, set()).add(value)
+        wanted = set(keys)
+        owners: dict[tuple[str, str, str], str] = {}
+        for rtype, value_set in groups.items():
+            values = sorted(value_set)
+            for start in range(0, len(values), 500):
+                rows = self.conn.execute(
+                    select(CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(
+                        CLAIM.c.res_type == rtype, CLAIM.c.value.in_(values[start : start + 500])
+                    )
+                ).all()
+                owners |= {(rtype, r.system, r.value): r.res_id for r in rows if (rtype, r.system, r.value) in wanted}
+        return owners
 
     def find(self, query: SearchQuery) -> list[tuple[str, str]]:
         """Ids matching a conditional request's criteria, counting this unit's own writes.
@@ -338,7 +350,20 @@ class Writer:
 
     # -- operations
 
-    def create(self, resource: dict, *, path: str | None = None, res_id: str | None = None, if_none_exist: SearchQuery | None = None) -> WriteResult:
+    def create(
+        self,
+        resource: dict,
+        *,
+        path: str | None = None,
+        res_id: str | None = None,
+        if_none_exist: SearchQuery | None = None,
+        references: list[str] | None = None,
+    ) -> WriteResult:
+        """Store a new resource (or, with `if_none_exist`, return the one that matches).
+
+        `references` lists the resource's reference strings when the caller has
+        already walked it; otherwise the resource is walked here.
+        """
         rtype = resource["resourceType"]
         path = path or rtype
         if if_none_exist is not None:
@@ -351,9 +376,18 @@ class Writer:
             if matches:
                 return WriteResult(200, self._current(rtype, matches[0][1]))
         res_id = res_id or self.store.new_id()
-        return self._store_new(rtype, res_id, resource, path, version=1, method="create")
+        return self._store_new(rtype, res_id, resource, path, version=1, method="create", references=references)
 
-    def update(self, rtype: str, res_id: str, resource: dict, *, path: str | None = None, if_match: str | None = None) -> WriteResult:
+    def update(
+        self,
+        rtype: str,
+        res_id: str,
+        resource: dict,
+        *,
+        path: str | None = None,
+        if_match: str | None = None,
+        references: list[str] | None = None,
+    ) -> WriteResult:
         path = path or f"{rtype}/{res_id}"
         if not ID_PATTERN.match(res_id):
             raise InvalidResource(f"{res_id!r} is not a valid resource id", [Issue("Invalid id", f"{path}.id")])
@@ -365,10 +399,10 @@ class Writer:
                 have = "does not exist" if current is None else f"is at version {current.version}"
                 raise PreconditionFailed(f"If-Match expected version {expected} but {rtype}/{res_id} {have}")
         if current is None:
-            return self._store_new(rtype, res_id, resource, path, version=1, method="create")
+            return self._store_new(rtype, res_id, resource, path, version=1, method="create", references=references)
         if current.deleted:
             self._delete_index(rtype, res_id)
-            return self._store_new(rtype, res_id, resource, path, version=current.version + 1, method="update", existing=True)
+            return self._store_new(rtype, res_id, resource, path, version=current.version + 1, method="update", existing=True, references=references)
         if _strip_meta({**resource, "id": res_id}) == _strip_meta(current.content or {}):
             return WriteResult(200, current)  # an identical re-send makes no new version
         content = self._stamp(resource, res_id, current.version + 1)
@@ -389,7 +423,7 @@ class Writer:
         self._delete_index(rtype, res_id)
         self._versions.append(self._version_row(rtype, res_id, current.version + 1, "update", content))
         self._index.extend(index_rows(rtype, res_id, content))
-        self._queue_reference_checks(rtype, res_id, content, path)
+        self._queue_reference_checks(content, path, references)
         return WriteResult(200, Stored(rtype, res_id, current.version + 1, self.now, content, "update"))
 
     def delete(self, rtype: str, res_id: str, *, path: str | None = None) -> WriteResult:
@@ -434,15 +468,11 @@ class Writer:
         self._verify_new_claims()
         self._verify_references()
         try:
-            if self._resources:
-                self.conn.execute(insert(RESOURCE), self._resources)
-            if self._versions:
-                self.conn.execute(insert(VERSION), self._versions)
+            bulk_insert(self.conn, RESOURCE, self._resources)
+            bulk_insert(self.conn, VERSION, self._versions)
             for table, rows in zip(INDEX_TABLES, (self._index.token, self._index.string, self._index.date, self._index.reference)):
-                if rows:
-                    self.conn.execute(insert(table), rows)
-            if self._index.claims:
-                self.conn.execute(insert(CLAIM), self._index.claims)
+                bulk_insert(self.conn, table, rows)
+            bulk_insert(self.conn, CLAIM, self._index.claims)
         except IntegrityError as exc:
             raise RetryableConflict("Another request stored the same identifier at the same time") from exc
         self._resources, self._versions, self._index = [], [], IndexRows()
@@ -451,18 +481,25 @@ class Writer:
     # -- internals
 
     def _stamp(self, resource: dict, res_id: str, version: int) -> dict:
-        content = copy.deepcopy(resource)
-        content["id"] = res_id
-        meta = dict(content.get("meta") or {})
-        meta["versionId"] = str(version)
-        meta["lastUpdated"] = format_instant(self.now)
-        content["meta"] = meta
-        return content
+        # A shallow copy: callers hand over the parsed request body, which nothing else changes.
+        meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": format_instant(self.now)}
+        return {"resourceType": resource["resourceType"], "id": res_id, "meta": meta, **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
 
     def _version_row(self, rtype: str, res_id: str, version: int, method: str, content: dict | None) -> dict:
         return {"res_type": rtype, "res_id": res_id, "version": version, "last_updated": self.now, "method": method, "content": content}
 
-    def _store_new(self, rtype: str, res_id: str, resource: dict, path: str, *, version: int, method: str, existing: bool = False) -> WriteResult:
+    def _store_new(
+        self,
+        rtype: str,
+        res_id: str,
+        resource: dict,
+        path: str,
+        *,
+        version: int,
+        method: str,
+        existing: bool = False,
+        references: list[str] | None = None,
+    ) -> WriteResult:
         if (rtype, res_id) in self._created:
             raise InvalidResource(f"{rtype}/{res_id} is written twice in one request", [Issue("Duplicate resource in request", path)])
         content = self._stamp(resource, res_id, version)
@@ -494,11 +531,11 @@ class Writer:
             self._resources.append(row)
         self._versions.append(self._version_row(rtype, res_id, version, method, content))
         self._index.extend(index_rows(rtype, res_id, content))
-        self._queue_reference_checks(rtype, res_id, content, path)
+        self._queue_reference_checks(content, path, references)
         return WriteResult(201, Stored(rtype, res_id, version, self.now, content, method))
 
-    def _queue_reference_checks(self, rtype: str, res_id: str, content: dict, path: str) -> None:
-        for ref in _all_references(content):
+    def _queue_reference_checks(self, content: dict, path: str, references: list[str] | None) -> None:
+        for ref in _all_references(content) if references is None else references:
             parsed = parse_reference(ref)
             if parsed and not ref.startswith(("http://", "https://")):
                 self._refs_to_check.append((*parsed, path, ref))
@@ -508,31 +545,29 @@ class Writer:
         missing = [(t, i, p, r) for t, i, p, r in self._refs_to_check if (t, i) not in self._created]
         if not missing:
             return
-        keys = sorted({(t, i) for t, i, _, _ in missing})
+        by_type: dict[str, set[str]] = {}
+        for t, i, _, _ in missing:
+            by_type.setdefault(t, set()).add(i)
         found: set[tuple[str, str]] = set()
-        for start in range(0, len(keys), 500):
-            rows = self.conn.execute(
-                select(RESOURCE.c.res_type, RESOURCE.c.res_id).where(
-                    tuple_(RESOURCE.c.res_type, RESOURCE.c.res_id).in_(keys[start : start + 500]), RESOURCE.c.deleted.is_(False)
-                )
-            ).all()
-            found |= {(r.res_type, r.res_id) for r in rows}
+        for rtype, ids in by_type.items():
+            id_list = sorted(ids)
+            for start in range(0, len(id_list), 500):
+                rows = self.conn.execute(
+                    select(RESOURCE.c.res_id).where(
+                        RESOURCE.c.res_type == rtype, RESOURCE.c.res_id.in_(id_list[start : start + 500]), RESOURCE.c.deleted.is_(False)
+                    )
+                ).all()
+                found |= {(rtype, r.res_id) for r in rows}
         issues = [Issue(f"Reference {ref} does not resolve to a stored resource", path, "not-found") for t, i, path, ref in missing if (t, i) not in found]
         if issues:
             raise InvalidResource(f"{issues[0].expression}: {issues[0].message}", issues)
 
     def _verify_new_claims(self) -> None:
-        keys = [(c["res_type"], c["system"], c["value"]) for c in self._index.claims]
-        if not keys:
-            return
-        owners: dict[tuple[str, str, str], str] = {}
-        for start in range(0, len(keys), 500):
-            rows = self.conn.execute(
-                select(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(
-                    tuple_(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value).in_(keys[start : start + 500])
-                )
-            ).all()
-            owners |= {(r.res_type, r.system, r.value): r.res_id for r in rows}
+        # Keys this unit already looked up (conditional creates) need no second query;
+        # a claim taken since then by a concurrent writer fails the insert instead.
+        unknown = [(c["res_type"], c["system"], c["value"]) for c in self._index.claims]
+        owners = self._claim_owners([k for k in unknown if k not in self._claim_cache])
+        owners |= {k: v for k, v in self._claim_cache.items() if v is not None}
         issues = []
         for claim in self._index.claims:
             key = (claim["res_type"], claim["system"], claim["value"])

@@ -123,9 +123,11 @@ class ReferenceIndexRow(Base):
 class IdentifierClaimRow(Base):
     __tablename__ = "identifier_claim"
 
+    # Key order (type, value, system): a batch of identifiers from many systems
+    # is then one `value IN (…)` index lookup per resource type.
     res_type: Mapped[str] = mapped_column(String(40), primary_key=True)
-    system: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    system: Mapped[str] = mapped_column(String(255), primary_key=True)
     res_id: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_identifier_claim_owner", "res_type", "res_id"),)

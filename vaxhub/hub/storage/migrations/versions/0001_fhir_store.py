@@ -18,10 +18,10 @@ def upgrade() -> None:
     
     op.create_table('identifier_claim',
     sa.Column('res_type', sa.String(length=40), nullable=False),
-    sa.Column('system', sa.String(length=255), nullable=False),
     sa.Column('value', sa.String(length=255), nullable=False),
+    sa.Column('system', sa.String(length=255), nullable=False),
     sa.Column('res_id', sa.String(length=64), nullable=False),
-    sa.PrimaryKeyConstraint('res_type', 'system', 'value', name=op.f('pk_identifier_claim'))
+    sa.PrimaryKeyConstraint('res_type', 'value', 'system', name=op.f('pk_identifier_claim'))
     )
     with op.batch_alter_table('identifier_claim', schema=None) as batch_op:
         batch_op.create_index('ix_identifier_claim_owner', ['res_type', 'res_id'], unique=False)
