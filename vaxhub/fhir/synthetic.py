@@ -840,9 +840,14 @@ def _urn(value: str) -> str:
 
 def site_local_patient_number(site: Site, person: Person) -> str:
     """The number `site` gives `person` in its own records: stable for the
-    pair, different from site to site."""
-    digest = hashlib.blake2b(f"{site.code}|{person.person_id}".encode(), digest_size=8).digest()
-    return f"{int.from_bytes(digest, 'big') % 10**8:08d}"
+    pair, different from site to site, and never shared by two people at one
+    site (a hash alone collides once a site has thousands of patients).
+
+    The person's serial is scrambled by an odd multiplier coprime to 10**10
+    plus a per-site offset: a bijection on ten-digit numbers for each site."""
+    offset = int.from_bytes(hashlib.blake2b(site.code.encode(), digest_size=8).digest(), "big")
+    serial = int("".join(ch for ch in person.person_id if ch.isdigit()) or "0")
+    return f"{(serial * 7_919_123 + offset) % 10**10:010d}"
 
 
 def patient_resource(person: Person, site: Site) -> dict[str, Any]:

@@ -108,6 +108,10 @@ def test_every_version_is_kept(engine):
     versions, more = store.history("Patient", created.id)
     assert [v.version for v in versions] == [4, 3, 2, 1] and not more
     assert [store.vread("Patient", created.id, n).content["gender"] for n in (1, 2, 3, 4)] == ["male", "female", "other", "unknown"]
+    # The JSON is stored once per version: superseded versions in history, the current one in `resource`.
+    with engine.connect() as conn:
+        archived = conn.execute(select(func.count()).select_from(ResourceVersionRow).where(ResourceVersionRow.content.is_not(None))).scalar_one()
+    assert archived == 3
 
 
 def test_compartment_is_one_indexed_query(engine):

@@ -392,3 +392,10 @@ def test_noisy_copies_are_deterministic_and_validate(population):
         assert record.record.person_id == record.truth.person_id
         assert record.record != record.truth
         Patient.model_validate(syn.patient_resource(record.record, record.site))
+
+
+def test_site_local_patient_numbers_never_collide_within_a_site():
+    big = syn.generate_population(20000, seed=11, site_count=2)
+    for site in big.sites:
+        numbers = [syn.site_local_patient_number(site, p) for p in big.people]
+        assert len(set(numbers)) == len(numbers)

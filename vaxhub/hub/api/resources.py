@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from vaxhub.errors import Issue, NotFound, UnsupportedRequest
@@ -58,7 +59,10 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
     @router.post("", summary="Process a transaction or batch Bundle", response_class=FhirResponse)
     async def transaction(request: Request) -> FhirResponse:
         bundle = await read_json_body(request, settings.max_body_bytes)
-        response = process_bundle(
+        # Off the event loop: validation and database waits of one request must
+        # not stall the worker's other requests.
+        response = await run_in_threadpool(
+            process_bundle,
             store,
             bundle,
             base=base(request),
@@ -123,7 +127,7 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         _check_type(rtype)
         form = await request.body()
         items = _query_items(request) + parse_qsl(form.decode("utf-8", "replace"), keep_blank_values=True)
-        return _search(request, rtype, items)
+        return await run_in_threadpool(_search, request, rtype, items)
 
     def _search(request: Request, rtype: str, items: list[tuple[str, str]]) -> FhirResponse:
         query = parse_search(
@@ -140,34 +144,45 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
     async def create(rtype: str, request: Request) -> FhirResponse:
         _check_type(rtype)
         resource = await read_json_body(request, settings.max_body_bytes)
-        validate_resource(resource, expected_type=rtype)
         condition = request.headers.get("if-none-exist")
-        criteria = None
-        if condition is not None:
-            criteria = parse_search(rtype, parse_qsl(condition.lstrip("?"), keep_blank_values=True), strict=True)
-            if not criteria.criteria:
-                raise UnsupportedRequest("If-None-Exist has no search criteria", [Issue("Empty If-None-Exist", "If-None-Exist")])
-        result = store.run_unit(lambda w: w.create(resource, if_none_exist=criteria))
+
+        def work() -> WriteResult:
+            validate_resource(resource, expected_type=rtype)
+            criteria = None
+            if condition is not None:
+                criteria = parse_search(rtype, parse_qsl(condition.lstrip("?"), keep_blank_values=True), strict=True)
+                if not criteria.criteria:
+                    raise UnsupportedRequest("If-None-Exist has no search criteria", [Issue("Empty If-None-Exist", "If-None-Exist")])
+            return store.run_unit(lambda w: w.create(resource, if_none_exist=criteria))
+
+        result = await run_in_threadpool(work)
         return _write_response(request, base(request), result, created_location=False)
 
     @router.put("/{rtype}/{res_id}", summary="Update (or create with a client id); If-Match for versioned updates", response_class=FhirResponse)
     async def update(rtype: str, res_id: str, request: Request) -> FhirResponse:
         _check_type(rtype)
         resource = await read_json_body(request, settings.max_body_bytes)
-        validate_resource(resource, expected_type=rtype)
-        if resource.get("id") != res_id:
-            raise UnsupportedRequest(
-                "The resource's id must equal the id in the URL",
-                [Issue(f"resource.id {resource.get('id')!r} does not match {res_id!r}", f"{rtype}.id", "invalid")],
-            )
         if_match = request.headers.get("if-match")
-        result = store.run_unit(lambda w: w.update(rtype, res_id, resource, if_match=if_match))
+
+        def work() -> WriteResult:
+            validate_resource(resource, expected_type=rtype)
+            if resource.get("id") != res_id:
+                raise UnsupportedRequest(
+                    "The resource's id must equal the id in the URL",
+                    [Issue(f"resource.id {resource.get('id')!r} does not match {res_id!r}", f"{rtype}.id", "invalid")],
+                )
+            return store.run_unit(lambda w: w.update(rtype, res_id, resource, if_match=if_match))
+
+        result = await run_in_threadpool(work)
         return _write_response(request, base(request), result, created_location=False)
 
     @router.put("/{rtype}", summary="Conditional update on search criteria", response_class=FhirResponse)
     async def conditional_update(rtype: str, request: Request) -> FhirResponse:
         _check_type(rtype)
         resource = await read_json_body(request, settings.max_body_bytes)
+        return await run_in_threadpool(_conditional_update, request, rtype, resource)
+
+    def _conditional_update(request: Request, rtype: str, resource: Any) -> FhirResponse:
         validate_resource(resource, expected_type=rtype)
         criteria = parse_search(rtype, _query_items(request), strict=True)
         if not criteria.criteria:

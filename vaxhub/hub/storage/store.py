@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import Connection, Engine, delete, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -132,6 +133,7 @@ class FhirStore:
         self.engine = engine
         self.clock = clock
         self.new_id = new_id
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
     # ------------------------------------------------------------------ reads
 
@@ -151,7 +153,7 @@ class FhirStore:
     def vread(self, rtype: str, res_id: str, version: int) -> Stored:
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(VERSION.c.last_updated, VERSION.c.content, VERSION.c.method).where(
+                _versions_with_content().where(
                     VERSION.c.res_type == rtype, VERSION.c.res_id == res_id, VERSION.c.version == version
                 )
             ).first()
@@ -171,7 +173,7 @@ class FhirStore:
         offset: int = 0,
     ) -> tuple[list[Stored], bool]:
         """Versions newest first; the flag says whether more follow."""
-        stmt = select(VERSION).where(VERSION.c.res_type == rtype)
+        stmt = _versions_with_content().where(VERSION.c.res_type == rtype)
         if res_id is not None:
             stmt = stmt.where(VERSION.c.res_id == res_id)
         if since is not None:
@@ -257,7 +259,9 @@ class FhirStore:
     @contextmanager
     def writer(self) -> Iterator["Writer"]:
         """A unit of work: commits when the block ends, rolls back on any error."""
-        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        # SQLite has one writer at a time; threads of this process queue on a lock
+        # instead of polling the database file's lock with sleeps.
+        with self._write_lock, self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
             w = Writer(self, conn)
             yield w
             w.flush()
@@ -420,8 +424,9 @@ class Writer:
         ).rowcount
         if changed != 1:
             raise VersionConflict(f"{rtype}/{res_id} was changed by another request; read it again and retry")
+        self._archive(current)
         self._delete_index(rtype, res_id)
-        self._versions.append(self._version_row(rtype, res_id, current.version + 1, "update", content))
+        self._versions.append(self._version_row(rtype, res_id, current.version + 1, "update"))
         self._index.extend(index_rows(rtype, res_id, content))
         self._queue_reference_checks(content, path, references)
         return WriteResult(200, Stored(rtype, res_id, current.version + 1, self.now, content, "update"))
@@ -451,8 +456,9 @@ class Writer:
             .where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id, RESOURCE.c.version == current.version)
             .values(version=version, last_updated=self.now, deleted=True, content=None)
         )
+        self._archive(current)
         self._delete_index(rtype, res_id)
-        self._versions.append(self._version_row(rtype, res_id, version, "delete", None))
+        self._versions.append(self._version_row(rtype, res_id, version, "delete"))
         return WriteResult(204, Stored(rtype, res_id, version, self.now, None, "delete"))
 
     def read(self, rtype: str, res_id: str) -> Stored:
@@ -485,8 +491,21 @@ class Writer:
         meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": format_instant(self.now)}
         return {"resourceType": resource["resourceType"], "id": res_id, "meta": meta, **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
 
-    def _version_row(self, rtype: str, res_id: str, version: int, method: str, content: dict | None) -> dict:
-        return {"res_type": rtype, "res_id": res_id, "version": version, "last_updated": self.now, "method": method, "content": content}
+    def _version_row(self, rtype: str, res_id: str, version: int, method: str) -> dict:
+        # The current version's content lives in `resource` only; it is copied
+        # here by `_archive` when a newer version supersedes it.
+        return {"res_type": rtype, "res_id": res_id, "version": version, "last_updated": self.now, "method": method, "content": None}
+
+    def _archive(self, superseded: Stored) -> None:
+        """Keep the content of a version that is no longer current in its history row."""
+        if superseded.content is None:
+            return
+        self.flush()  # the history row may still be buffered
+        self.conn.execute(
+            update(VERSION)
+            .where(VERSION.c.res_type == superseded.rtype, VERSION.c.res_id == superseded.id, VERSION.c.version == superseded.version)
+            .values(content=superseded.content)
+        )
 
     def _store_new(
         self,
@@ -529,7 +548,7 @@ class Writer:
             )
         else:
             self._resources.append(row)
-        self._versions.append(self._version_row(rtype, res_id, version, method, content))
+        self._versions.append(self._version_row(rtype, res_id, version, method))
         self._index.extend(index_rows(rtype, res_id, content))
         self._queue_reference_checks(content, path, references)
         return WriteResult(201, Stored(rtype, res_id, version, self.now, content, method))
@@ -620,6 +639,22 @@ class Writer:
         if current.deleted:
             raise Gone(f"{rtype}/{res_id} was deleted")
         return current
+
+
+def _versions_with_content():
+    """Version rows with their content: archived in the row, or current in `resource`."""
+    current = and_(
+        RESOURCE.c.res_type == VERSION.c.res_type,
+        RESOURCE.c.res_id == VERSION.c.res_id,
+        RESOURCE.c.version == VERSION.c.version,
+    )
+    return select(
+        VERSION.c.res_id,
+        VERSION.c.version,
+        VERSION.c.last_updated,
+        VERSION.c.method,
+        func.coalesce(VERSION.c.content, RESOURCE.c.content).label("content"),
+    ).select_from(VERSION.outerjoin(RESOURCE, current))
 
 
 def _identifier_keys(query: SearchQuery) -> list[tuple[str, str, str]] | None:

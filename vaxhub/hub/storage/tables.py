@@ -3,7 +3,11 @@
 - `resource` holds the current version of every resource, with its
   compartment key (`patient_id`) so that everything about one patient is a
   single indexed query.
-- `resource_version` keeps every version ever written (create, update, delete).
+- `resource_version` has a row for every version ever written (create,
+  update, delete). The current version's content is stored once, in
+  `resource`; a version's content moves into its history row when a newer
+  version supersedes it, so the common case (a record never changed) costs
+  one copy of the JSON, not two.
 - `sp_token`, `sp_string`, `sp_date`, `sp_reference` are the search indexes,
   written in the same transaction as the resource.
 - `identifier_claim` makes a business identifier (type, system, value) unique
@@ -22,7 +26,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, MetaData, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-CONTENT = JSON().with_variant(JSONB(), "postgresql")
+# none_as_null: a missing content is SQL NULL, not the JSON text "null", so COALESCE works.
+CONTENT = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

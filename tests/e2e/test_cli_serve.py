@@ -1,0 +1,89 @@
+"""The `vaxhub` command: serve a real HTTP endpoint, migrate, load the demo."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.builders import person_with_doses, transaction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _vaxhub(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vaxhub.hub.cli", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
+def test_help_lists_the_commands():
+    out = _vaxhub("--help")
+    assert out.returncode == 0
+    for command in ("serve", "demo", "db"):
+        assert command in out.stdout
+
+
+def test_db_upgrade_then_current_reports_head(tmp_path):
+    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    assert _vaxhub("db", "upgrade", env=env).returncode == 0
+    current = _vaxhub("db", "current", env=env)
+    revision = current.stdout.split()[1]
+    assert current.stdout.strip() == f"current: {revision}  head: {revision}"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_answers_fhir_over_http(tmp_path, workers):
+    port = _free_port()
+    env = {**os.environ, "VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    proc = subprocess.Popen([sys.executable, "-m", "vaxhub.hub.cli", "serve", "--port", str(port), "--workers", str(workers)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/fhir/metadata", proc)
+        bundle = transaction(*person_with_doses("079085012345", 2))
+        headers = {"content-type": "application/fhir+json"}
+        for _ in range(2):  # the re-send must not duplicate, whichever worker takes it
+            r = httpx.post(f"{base}/fhir", json=bundle, headers=headers, timeout=30)
+            assert r.status_code == 200, r.text
+        total = httpx.get(f"{base}/fhir/Immunization", params={"_summary": "count"}).json()["total"]
+        assert total == 2
+        assert httpx.get(f"{base}/docs").status_code == 200
+        assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "vaxhub"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_demo_loads_sample_data_idempotently(tmp_path):
+    first = _vaxhub("demo", "--people", "40", "--data-dir", str(tmp_path), "--load-only", timeout=180)
+    assert first.returncode == 0, first.stderr
+    assert "resources created" in first.stdout and "/fhir/metadata" in first.stdout
+    created = int(first.stdout.split("sample data: ")[1].split()[0])
+    assert created > 40
+    again = _vaxhub("demo", "--people", "40", "--data-dir", str(tmp_path), "--load-only", timeout=180)
+    assert "sample data: 0 resources created" in again.stdout
