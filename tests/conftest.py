@@ -14,12 +14,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from vaxhub.hub.storage.engine import make_engine, upgrade
 from vaxhub.hub.storage.store import FhirStore
-from vaxhub.hub.storage.tables import Base
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -62,10 +61,14 @@ def migrated_engine(db_url):
 
 @pytest.fixture
 def engine(migrated_engine):
-    """The migrated engine, emptied before each test."""
+    """The migrated engine, emptied before each test (every table the migrations made)."""
+    names = [n for n in inspect(migrated_engine).get_table_names() if n != "alembic_version"]
     with migrated_engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
+        if migrated_engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
+        else:
+            for name in names:
+                conn.execute(text(f'DELETE FROM "{name}"'))
     return migrated_engine
 
 

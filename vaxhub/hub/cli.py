@@ -55,7 +55,7 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(revision: str = typer.Argument("heads")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     from vaxhub.hub.storage.engine import current_revision, make_engine, upgrade
 

@@ -78,8 +78,8 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` on the engine's database."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Apply migrations up to `revision` (default: every head) on the engine's database."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
         cfg.attributes["connection"] = conn
@@ -88,8 +88,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    """The newest revision; the heads joined by commas while branches are unmerged."""
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    return ",".join(sorted(heads)) or None

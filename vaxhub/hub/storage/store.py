@@ -20,7 +20,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -122,6 +122,19 @@ def _strip_meta(resource: dict) -> dict:
     return body
 
 
+class WriteListener(Protocol):
+    """Work that must commit or roll back with the resources (outbox jobs, audit).
+
+    `after_write` runs for every version a unit stores, `before_commit` once when
+    the unit's rows are flushed and it is about to commit. Both may add rows
+    through `writer.conn`; raising aborts the whole unit.
+    """
+
+    def after_write(self, writer: "Writer", stored: Stored, previous: Stored | None) -> None: ...
+
+    def before_commit(self, writer: "Writer") -> None: ...
+
+
 class FhirStore:
     def __init__(
         self,
@@ -129,10 +142,12 @@ class FhirStore:
         *,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        listeners: Sequence[WriteListener] = (),
     ):
         self.engine = engine
         self.clock = clock
         self.new_id = new_id
+        self.listeners = list(listeners)
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
     # ------------------------------------------------------------------ reads
@@ -265,6 +280,9 @@ class FhirStore:
             w = Writer(self, conn)
             yield w
             w.flush()
+            for listener in self.listeners:
+                listener.before_commit(w)
+            w.flush()
 
     def run_unit(self, work: Callable[["Writer"], Any], *, attempts: int = 3) -> Any:
         """Run `work` in a writer, retrying when a concurrent writer won an identifier race."""
@@ -300,6 +318,7 @@ class Writer:
         self._claims: dict[tuple[str, str, str], _Pending] = {}
         self._claim_cache: dict[tuple[str, str, str], str | None] = {}
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
+        self.written: list[Stored] = []  # every version this unit stored, in order
 
     # -- conditional lookups
 
@@ -429,7 +448,7 @@ class Writer:
         self._versions.append(self._version_row(rtype, res_id, current.version + 1, "update"))
         self._index.extend(index_rows(rtype, res_id, content))
         self._queue_reference_checks(content, path, references)
-        return WriteResult(200, Stored(rtype, res_id, current.version + 1, self.now, content, "update"))
+        return WriteResult(200, self._written(Stored(rtype, res_id, current.version + 1, self.now, content, "update"), current))
 
     def delete(self, rtype: str, res_id: str, *, path: str | None = None) -> WriteResult:
         path = path or f"{rtype}/{res_id}"
@@ -459,7 +478,7 @@ class Writer:
         self._archive(current)
         self._delete_index(rtype, res_id)
         self._versions.append(self._version_row(rtype, res_id, version, "delete"))
-        return WriteResult(204, Stored(rtype, res_id, version, self.now, None, "delete"))
+        return WriteResult(204, self._written(Stored(rtype, res_id, version, self.now, None, "delete"), current))
 
     def read(self, rtype: str, res_id: str) -> Stored:
         """A read inside the unit, seeing its own writes."""
@@ -551,7 +570,13 @@ class Writer:
         self._versions.append(self._version_row(rtype, res_id, version, method))
         self._index.extend(index_rows(rtype, res_id, content))
         self._queue_reference_checks(content, path, references)
-        return WriteResult(201, Stored(rtype, res_id, version, self.now, content, method))
+        return WriteResult(201, self._written(Stored(rtype, res_id, version, self.now, content, method), None))
+
+    def _written(self, stored: Stored, previous: Stored | None) -> Stored:
+        self.written.append(stored)
+        for listener in self.store.listeners:
+            listener.after_write(self, stored, previous)
+        return stored
 
     def _queue_reference_checks(self, content: dict, path: str, references: list[str] | None) -> None:
         for ref in _all_references(content) if references is None else references:
