@@ -38,6 +38,9 @@ from sqlalchemy.engine import make_url
 
 from vaxhub.fhir import synthetic
 from vaxhub.fhir.resources import MODELS
+from vaxhub.hub.security.client_tools import generate_key, load_key, request_token
+from vaxhub.hub.security.clients import ClientRegistry
+from vaxhub.hub.storage.engine import make_engine
 
 console = Console(width=150)
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,11 +98,13 @@ def measure_floor(bundles: list[bytes]) -> float:
 
 
 class Hub:
-    """`vaxhub serve` in a child process on a database of its own."""
+    """`vaxhub serve` in a child process on a database of its own, and a token to post with."""
 
     def __init__(self, database_url: str, workers: int):
         self.port = free_port()
-        env = {**os.environ, "VAXHUB_DATABASE_URL": database_url}
+        self.data_dir = Path(tempfile.mkdtemp(prefix="vaxhub-bench-data-"))
+        env = {**os.environ, "VAXHUB_DATABASE_URL": database_url, "VAXHUB_DATA_DIR": str(self.data_dir),
+               "VAXHUB_RATE_LIMIT_PER_SECOND": "100000", "VAXHUB_RATE_LIMIT_BURST": "100000"}
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vaxhub.hub.cli", "serve", "--port", str(self.port), "--workers", str(workers), "--log-level", "warning"],
@@ -113,10 +118,19 @@ class Hub:
                 raise RuntimeError(f"hub exited: {self.log.read().decode()[-2000:]}")
             try:
                 if httpx.get(f"{self.base}/metadata", timeout=1).status_code == 200:
-                    return
+                    break
             except httpx.TransportError:
                 time.sleep(0.2)
-        raise RuntimeError("hub did not start in 60 s")
+        else:
+            raise RuntimeError("hub did not start in 60 s")
+        # A national backlog loader: writes for every site, so it is registered without a site code.
+        private, public, _kid = generate_key(self.data_dir, "bench-loader")
+        ClientRegistry(make_engine(database_url)).register(
+            "bench-loader", name="benchmark loader", kind="system", jwks=orjson.loads(public.read_bytes()),
+            scopes="system/*.crus",
+        )
+        token = request_token(f"http://127.0.0.1:{self.port}/auth/token", "bench-loader", load_key(private))["access_token"]
+        self.headers = {"content-type": "application/fhir+json", "authorization": f"Bearer {token}"}
 
     def output(self) -> str:
         self.log.seek(0)
@@ -128,15 +142,16 @@ class Hub:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def post_all(base: str, bundles: list[bytes], concurrency: int, label: str) -> tuple[float, list[str]]:
+def post_all(base: str, headers: dict[str, str], bundles: list[bytes], concurrency: int, label: str) -> tuple[float, list[str]]:
     local = threading.local()
     failures: list[str] = []
 
     def client() -> httpx.Client:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=120, headers={"content-type": "application/fhir+json", "prefer": "return=minimal"})
+            local.client = httpx.Client(timeout=120, headers={**headers, "prefer": "return=minimal"})
         return local.client
 
     def send(body: bytes) -> None:
@@ -158,12 +173,12 @@ def post_all(base: str, bundles: list[bytes], concurrency: int, label: str) -> t
     return elapsed, failures
 
 
-def count(base: str, rtype: str) -> int:
-    return httpx.get(f"{base}/{rtype}", params={"_summary": "count"}, timeout=60).json()["total"]
+def count(base: str, headers: dict[str, str], rtype: str) -> int:
+    return httpx.get(f"{base}/{rtype}", params={"_summary": "count"}, headers=headers, timeout=60).json()["total"]
 
 
-def register_sites(base: str, site_resources: list[dict]) -> None:
-    with httpx.Client(timeout=60, headers={"content-type": "application/fhir+json"}) as client:
+def register_sites(base: str, headers: dict[str, str], site_resources: list[dict]) -> None:
+    with httpx.Client(timeout=60, headers=headers) as client:
         for res in sorted(site_resources, key=lambda r: r["resourceType"] != "Organization"):
             r = client.put(f"{base}/{res['resourceType']}/{res['id']}", content=orjson.dumps(res))
             r.raise_for_status()
@@ -172,10 +187,10 @@ def register_sites(base: str, site_resources: list[dict]) -> None:
 def run_backend(name: str, database_url: str, site_resources: list[dict], bundles: list[bytes], args) -> dict:
     hub = Hub(database_url, args.workers)
     try:
-        register_sites(hub.base, site_resources)
-        elapsed, failures = post_all(hub.base, bundles, args.concurrency, f"{name}: posting")
-        stored_imm = count(hub.base, "Immunization")
-        stored_pat = count(hub.base, "Patient")
+        register_sites(hub.base, hub.headers, site_resources)
+        elapsed, failures = post_all(hub.base, hub.headers, bundles, args.concurrency, f"{name}: posting")
+        stored_imm = count(hub.base, hub.headers, "Immunization")
+        stored_pat = count(hub.base, hub.headers, "Patient")
     finally:
         hub.stop()
         if hub.proc.returncode not in (0, -15):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,15 +83,61 @@ def store(engine) -> FhirStore:
     return FhirStore(engine)
 
 
+TOKEN_URL = "http://testserver/auth/token"
+
+
 @pytest.fixture
-def client(engine):
+def sms():
+    from vaxhub.adapters.sms import RecordingSms
+
+    return RecordingSms()
+
+
+@contextmanager
+def running_hub(engine, data_dir: Path, sms, **build_kwargs):
+    """The app on `engine`, a raw TestClient, and `login(client_id, scopes, …)` returning bearer headers."""
     from fastapi.testclient import TestClient
 
+    from tests.auth_helpers import ClientKey, assertion, token_form
     from vaxhub.hub.app import build_app
     from vaxhub.settings import load_settings
 
-    settings = load_settings(database_url=str(engine.url), auto_migrate=False, base_url="http://hub.test/fhir")
-    with TestClient(build_app(settings, engine=engine), headers={"content-type": "application/fhir+json"}) as c:
+    settings = load_settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        auto_migrate=False,
+        base_url="http://hub.test/fhir",
+        data_dir=data_dir,
+        rate_limit_per_second=1000,
+        rate_limit_burst=5000,
+    )
+    app = build_app(settings, engine=engine, sms=sms, **build_kwargs)
+    raw = TestClient(app)
+
+    def login(client_id: str, scopes: str, *, site: str | None = None, kind: str = "system", roles: str = "") -> dict[str, str]:
+        key = ClientKey.generate()
+        app.state.clients.register(client_id, name=client_id, kind=kind, jwks=key.jwks(), scopes=scopes, site_code=site, roles=roles)
+        r = raw.post("/auth/token", data=token_form(assertion(client_id, key, TOKEN_URL)))
+        assert r.status_code == 200, r.text
+        return {"authorization": f"Bearer {r.json()['access_token']}", "content-type": "application/fhir+json"}
+
+    with raw:
+        yield app, raw, login
+
+
+@pytest.fixture
+def hub(engine, tmp_path, sms):
+    with running_hub(engine, tmp_path / "hub-data", sms) as running:
+        yield running
+
+
+@pytest.fixture
+def client(hub):
+    """A TestClient authorised as a national system client with every FHIR scope."""
+    from fastapi.testclient import TestClient
+
+    app, _raw, login = hub
+    headers = login("national-admin", "system/*.cruds", roles="auditor")
+    with TestClient(app, headers=headers) as c:
         yield c
 
 

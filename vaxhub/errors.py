@@ -14,6 +14,9 @@ OperationOutcome for REST, ACK AE/AR for HL7 v2, a row report for imports).
     │   ├── VersionConflict        concurrent update lost the race
     │   └── DuplicateIdentifier    a business identifier is already held
     ├── PreconditionFailed         If-Match / conditional match failed         -> 412
+    ├── AuthenticationFailed       no valid credentials                        -> 401
+    ├── Forbidden                  valid credentials, not allowed              -> 403
+    ├── RateLimited                the caller sent too much too fast           -> 429
     └── ExternalServiceError       a registry or other outside service failed
 """
 
@@ -82,6 +85,22 @@ class DuplicateIdentifier(Conflict):
 
 class PreconditionFailed(VaxhubError):
     default_code = "conflict"
+
+
+class AuthenticationFailed(VaxhubError):
+    default_code = "login"
+
+
+class Forbidden(VaxhubError):
+    default_code = "forbidden"
+
+
+class RateLimited(VaxhubError):
+    default_code = "throttled"
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ExternalServiceError(VaxhubError):

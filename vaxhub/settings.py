@@ -6,6 +6,9 @@ environment deeper in the code.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -28,6 +31,51 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     db_pool_size: int = Field(10, ge=1)
     sql_echo: bool = False
+
+    # Identity verification (`vaxhub worker`)
+    population_registry_wsdl: str | None = Field(
+        None, description="WSDL of the population registry (URL or file); the worker needs it."
+    )
+    population_registry_address: str | None = Field(
+        None, description="Service address overriding the WSDL's soap:address (an X-Road security server)."
+    )
+    registry_user_id: str | None = Field(None, description="X-Road userId sent with each registry call.")
+    registry_timeout: float = Field(10.0, gt=0, description="Seconds one registry call may take.")
+    verification_concurrency: int = Field(32, ge=1, le=1024, description="Registry calls in flight per worker process.")
+    verification_lease_seconds: float = Field(
+        60.0, gt=0, description="How long a claimed job stays with its worker before others may take it."
+    )
+    verification_max_attempts: int = Field(10, ge=1, description="Attempts before a job becomes a dead letter.")
+    verification_backoff_base: float = Field(1.0, gt=0, description="First retry delay ceiling, in seconds (doubles).")
+    verification_backoff_cap: float = Field(300.0, gt=0, description="Largest retry delay ceiling, in seconds.")
+    registry_breaker_window: int = Field(20, ge=1, description="Recent calls a worker weighs to open the breaker.")
+    registry_breaker_failure_ratio: float = Field(0.8, gt=0, le=1, description="Share of failures that opens it.")
+    registry_breaker_cooldown: float = Field(30.0, gt=0, description="Seconds an opened breaker waits before a probe.")
+    statement_timeout_ms: int = Field(30000, ge=100, description="PostgreSQL statement timeout per query.")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="In production the hub refuses to invent keys or run without configured secrets."
+    )
+    data_dir: Path = Field(Path("./vaxhub-data"), description="Keys and other files the hub keeps.")
+    # Access control (SMART Backend Services for systems; OTP or national e-ID for citizens).
+    auth_signing_key_file: Path | None = Field(None, description="PEM P-256 key signing access tokens; default data_dir/auth-signing-key.pem.")
+    auth_issuer: str = Field("urn:vaxhub:hub", description="`iss` of the hub's access tokens.")
+    auth_audience: str = Field("urn:vaxhub:fhir", description="`aud` of the hub's access tokens.")
+    public_url: str | None = Field(None, description="External root URL (token URL = public_url + /auth/token); default from each request.")
+    access_token_seconds: int = Field(300, ge=30, le=3600)
+    patient_token_seconds: int = Field(900, ge=60, le=3600)
+    clock_skew_seconds: int = Field(60, ge=0, le=300)
+    eid_issuer: str | None = Field(None, description="Issuer of national e-ID tokens accepted for citizen login.")
+    eid_audience: str | None = None
+    eid_jwks_url: str | None = None
+    eid_jwks_file: Path | None = None
+    eid_id_claim: str = Field("cccd", description="Claim of the e-ID token that holds the citizen's CCCD.")
+    rate_limit_per_second: float = Field(50.0, gt=0, description="Sustained requests per second per caller and process.")
+    rate_limit_burst: int = Field(200, ge=1)
+    audit_chains: int = Field(8, ge=1, le=64, description="Parallel hash chains of the audit trail.")
+
+    def signing_key_path(self) -> Path:
+        return self.auth_signing_key_file or self.data_dir / "auth-signing-key.pem"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -59,19 +59,29 @@ def test_db_upgrade_then_current_reports_head(tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_fhir_over_http(tmp_path, workers):
     port = _free_port()
-    env = {**os.environ, "VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
+    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data")}
+    # A hospital registers its public key, then logs in with a signed assertion (SMART Backend Services).
+    assert _vaxhub("clients", "keygen", "hospital", "--out", str(tmp_path), env=env).returncode == 0
+    added = _vaxhub("clients", "add", "tyt-ben-nghe", "--jwks", str(tmp_path / "hospital.jwks.json"), "--site", "79001",
+                    "--scopes", "system/Patient.cruds system/Immunization.cruds", env=env)
+    assert added.returncode == 0, added.stderr
     proc = subprocess.Popen([sys.executable, "-m", "vaxhub.hub.cli", "serve", "--port", str(port), "--workers", str(workers)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(f"{base}/fhir/metadata", proc)
+        assert httpx.get(f"{base}/fhir/Immunization").status_code == 401
+        got = _vaxhub("token", "tyt-ben-nghe", "--key", str(tmp_path / "hospital.key.pem"), "--url", f"{base}/auth/token", env=env)
+        assert got.returncode == 0, got.stderr
+        headers = {"content-type": "application/fhir+json", "authorization": f"Bearer {got.stdout.strip()}"}
         bundle = transaction(*person_with_doses("079085012345", 2))
-        headers = {"content-type": "application/fhir+json"}
         for _ in range(2):  # the re-send must not duplicate, whichever worker takes it
             r = httpx.post(f"{base}/fhir", json=bundle, headers=headers, timeout=30)
             assert r.status_code == 200, r.text
-        total = httpx.get(f"{base}/fhir/Immunization", params={"_summary": "count"}).json()["total"]
+        total = httpx.get(f"{base}/fhir/Immunization", params={"_summary": "count"}, headers=headers).json()["total"]
         assert total == 2
+        verified = _vaxhub("audit", "verify", env=env)
+        assert verified.returncode == 0 and "intact" in verified.stdout
         assert httpx.get(f"{base}/docs").status_code == 200
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "vaxhub"
     finally:

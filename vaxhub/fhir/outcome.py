@@ -14,6 +14,9 @@ STATUS: list[tuple[type[e.VaxhubError], int]] = [
     (e.Gone, 410),
     (e.Conflict, 409),
     (e.PreconditionFailed, 412),
+    (e.AuthenticationFailed, 401),
+    (e.Forbidden, 403),
+    (e.RateLimited, 429),
     (e.ExternalServiceError, 503),
 ]
 

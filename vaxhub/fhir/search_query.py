@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
 
 from vaxhub.errors import Issue, UnsupportedRequest
@@ -73,6 +73,10 @@ class SearchQuery:
     summary_count: bool = False
     total: bool = False
     ignored: list[str] = field(default_factory=list)
+    # Set by access control, never by the query string: the patient whose
+    # compartment the matches must lie in, and a test included resources must pass.
+    compartment: str | None = None
+    visible: Callable[[Any], bool] | None = None
 
     def link_query(self, offset: int | None = None) -> str:
         """Query string that repeats this search, for self/next/previous links."""

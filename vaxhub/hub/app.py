@@ -7,25 +7,68 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import orjson
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
 from vaxhub import __version__
-from vaxhub.hub.api import metadata, resources
+from vaxhub.adapters.sms import ConsoleSms, SmsSender
+from vaxhub.hub.api import audit_events, auth, metadata, resources, verification
+from vaxhub.hub.api import hl7v2, imports
+from vaxhub.hub.api.access import AuditMiddleware, RateLimiter
 from vaxhub.hub.api.outcomes import install_handlers
+from vaxhub.hub.audit.listener import AuditListener
+from vaxhub.hub.audit.trail import AuditTrail
+from vaxhub.hub.logging_setup import install_redaction
+from vaxhub.hub.security.citizen_login import ExternalIdentityProvider, OtpLogin
+from vaxhub.hub.security.clients import ClientRegistry
+from vaxhub.hub.security.tokens import TokenService, load_or_create_signing_key
 from vaxhub.hub.storage.engine import make_engine, upgrade
 from vaxhub.hub.storage.store import FhirStore
+from vaxhub.hub.verification.enqueue import VerificationEnqueuer
 from vaxhub.settings import Settings, load_settings
 
 
-def build_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def token_service(settings: Settings) -> TokenService:
+    key = load_or_create_signing_key(settings.signing_key_path(), create=settings.environment == "development")
+    return TokenService(key, issuer=settings.auth_issuer, audience=settings.auth_audience, leeway=settings.clock_skew_seconds)
+
+
+def national_eid(settings: Settings) -> ExternalIdentityProvider | None:
+    if not settings.eid_issuer:
+        return None
+    jwks = orjson.loads(settings.eid_jwks_file.read_bytes()) if settings.eid_jwks_file else None
+    return ExternalIdentityProvider(
+        issuer=settings.eid_issuer,
+        audience=settings.eid_audience or settings.auth_audience,
+        jwks=jwks,
+        jwks_url=settings.eid_jwks_url,
+        id_claim=settings.eid_id_claim,
+        leeway=settings.clock_skew_seconds,
+    )
+
+
+def build_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    sms: SmsSender | None = None,
+    eid: ExternalIdentityProvider | None = None,
+) -> FastAPI:
     settings = settings or load_settings()
-    engine = engine or make_engine(settings.database_url, pool_size=settings.db_pool_size, echo=settings.sql_echo)
+    engine = engine or make_engine(
+        settings.database_url, pool_size=settings.db_pool_size, echo=settings.sql_echo, statement_timeout_ms=settings.statement_timeout_ms
+    )
     if settings.auto_migrate:
         upgrade(engine)
-    store = FhirStore(engine)
+    trail = AuditTrail(engine, chains=settings.audit_chains)
+    store = FhirStore(engine, listeners=[AuditListener(trail), VerificationEnqueuer()])
+    tokens = token_service(settings)
+    clients = ClientRegistry(engine, leeway=settings.clock_skew_seconds)
+    otp = OtpLogin(engine, store, sms or ConsoleSms(), secret=tokens.key.private_numbers().private_value.to_bytes(32, "big"))
     released = datetime.now(timezone.utc).date().isoformat()
+    install_redaction()
 
     app = FastAPI(
         title="vaxhub",
@@ -35,9 +78,19 @@ def build_app(settings: Settings | None = None, *, engine: Engine | None = None)
     app.state.settings = settings
     app.state.engine = engine
     app.state.store = store
+    app.state.tokens = tokens
+    app.state.clients = clients
+    app.state.audit = trail
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_handlers(app)
+    app.add_middleware(AuditMiddleware, trail=trail)
+    app.include_router(auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store))
     app.include_router(metadata.build_router(settings, released))
+    app.include_router(audit_events.build_router(trail, settings))
     app.include_router(resources.build_router(store, settings))
+    app.include_router(hl7v2.build_router(store, settings))
+    app.include_router(imports.build_router(store, settings))
+    app.include_router(verification.build_router(engine, store))
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 
@@ -11,6 +13,10 @@ from vaxhub.settings import load_settings
 app = typer.Typer(help="vaxhub: FHIR hub for national vaccination programmes.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+clients_app = typer.Typer(help="Registered clients (hospitals, registries, verifiers, operator consoles).", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 
 
@@ -39,10 +45,14 @@ def serve(
 
     from vaxhub.hub.storage.engine import make_engine, upgrade
 
+    from vaxhub.hub.security.tokens import load_or_create_signing_key
+
     settings = load_settings()
     if settings.auto_migrate:
         # Migrate once here, not in every worker at the same moment.
         upgrade(make_engine(settings.database_url))
+    # Likewise the token-signing key: every worker must sign with the same one.
+    load_or_create_signing_key(settings.signing_key_path(), create=settings.environment == "development")
     uvicorn.run(
         "vaxhub.hub.asgi:create_app",
         factory=True,
@@ -73,6 +83,69 @@ def db_current() -> None:
     typer.echo(f"current: {current_revision(engine)}  head: {head_revision()}")
 
 
+@clients_app.command("keygen")
+def clients_keygen(name: str, out: Path = typer.Option(Path("."), help="Folder for NAME.key.pem and NAME.jwks.json.")) -> None:
+    """Make a P-256 key pair for a client: the private PEM stays with the client, the JWKS is registered."""
+    from vaxhub.hub.security.client_tools import generate_key
+
+    private, public, kid = generate_key(out, name)
+    console.print(f"private key {private}\npublic JWKS {public}\nkid {kid}")
+
+
+@clients_app.command("add")
+def clients_add(
+    client_id: str,
+    jwks: Path = typer.Option(..., exists=True, help="The client's public keys (JWKS JSON)."),
+    kind: str = typer.Option("system", help="system, verifier or operator."),
+    scopes: str = typer.Option("system/Patient.cruds system/Immunization.cruds", help="SMART scopes it may be granted."),
+    site: str | None = typer.Option(None, help="The site code it writes as."),
+    roles: str = typer.Option("", help="Operator roles, space-separated (e.g. auditor)."),
+    name: str | None = typer.Option(None, help="A human-readable name."),
+) -> None:
+    """Register (or replace) a client."""
+    import orjson
+
+    from vaxhub.hub.security.clients import ClientRegistry
+    from vaxhub.hub.storage.engine import make_engine, upgrade
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    if settings.auto_migrate:
+        upgrade(engine)
+    client = ClientRegistry(engine).register(
+        client_id, name=name or client_id, kind=kind, jwks=orjson.loads(jwks.read_bytes()), scopes=scopes, site_code=site, roles=roles
+    )
+    console.print(f"registered {client.kind} client [bold]{client.client_id}[/bold] site={client.site_code or '-'} scopes={scopes}")
+
+
+@app.command()
+def token(
+    client_id: str,
+    key: Path = typer.Option(..., exists=True, help="The client's private key (PEM)."),
+    url: str = typer.Option("http://127.0.0.1:8080/auth/token", help="The hub's token URL."),
+    scope: str | None = typer.Option(None, help="Scopes to ask for (default: all the client may have)."),
+) -> None:
+    """Sign a client assertion, ask the hub for an access token, print the token."""
+    from vaxhub.hub.security.client_tools import load_key, request_token
+
+    typer.echo(request_token(url, client_id, load_key(key), scope)["access_token"])
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute every audit hash chain; exit 1 if any event was altered, removed or re-ordered."""
+    from vaxhub.hub.audit.trail import AuditTrail
+    from vaxhub.hub.storage.engine import make_engine
+
+    report = AuditTrail(make_engine(load_settings().database_url)).verify()
+    for problem in report.problems:
+        console.print(f"[red]{problem}")
+    if not report.ok:
+        console.print(f"[red bold]audit trail BROKEN[/] ({len(report.problems)} problems in {report.events} events)")
+        raise typer.Exit(1)
+    typer.echo(f"audit trail intact: {report.events} events in {report.chains} chains")
+
+
 @app.command()
 def demo(
     port: int = typer.Option(8080, help="TCP port."),
@@ -84,6 +157,209 @@ def demo(
     from vaxhub.hub.demo import run_demo
 
     run_demo(port=port, people=people, data_dir=data_dir, serve=not load_only)
+
+
+verification_app = typer.Typer(help="Identity verification queue: status, mismatches, dead letters, requeue.", no_args_is_help=True)
+app.add_typer(verification_app, name="verification")
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(None, min=1, help="Registry calls in flight (default VAXHUB_VERIFICATION_CONCURRENCY)."),
+    name: str = typer.Option(None, help="Worker name recorded on leases and results (default host:pid)."),
+    until_idle: bool = typer.Option(False, help="Exit once no job is queued or in flight."),
+) -> None:
+    """Verify queued Patients against the population registry (run one or more)."""
+    import signal
+    import threading
+
+    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.verification.worker import run_worker
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    if settings.auto_migrate:
+        upgrade(engine)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Stop claiming, finish and record the calls in flight, then exit.
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(f"verification worker: registry {settings.population_registry_wsdl}")
+    recorded = run_worker(settings, engine, stop=stop, name=name, until_idle=until_idle, concurrency=concurrency)
+    console.print(f"verification worker stopped: {recorded} results recorded")
+
+
+def _verification_engine():
+    from vaxhub.hub.storage.engine import make_engine
+
+    return make_engine(load_settings().database_url)
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@verification_app.command("status")
+def verification_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Patients per verification status, jobs in flight, circuit breakers."""
+    from rich.table import Table
+
+    from vaxhub.hub.verification.operator_view import status_counts
+
+    report = status_counts(_verification_engine())
+    if as_json:
+        _print_json(report)
+        return
+    table = Table("status", "patients")
+    for status, count in report["counts"].items():
+        table.add_row(status, str(count))
+    table.add_row("[bold]total[/bold]", str(report["total"]))
+    Console().print(table)
+    typer.echo(f"in flight: {report['in_flight']}  waiting to retry: {report['retrying']}")
+    for circuit in report["circuits"]:
+        until = f" until {circuit['open_until']}" if circuit["state"] != "closed" else ""
+        typer.echo(f"circuit {circuit['registry']}: {circuit['state']}{until} (opened {circuit['opened_count']} times)"
+                   + (f": {circuit['reason']}" if circuit["state"] != "closed" and circuit["reason"] else ""))
+
+
+@verification_app.command("mismatches")
+def verification_mismatches(
+    site: str = typer.Option(None, help="Only this site (Organization/<id>)."),
+    field: str = typer.Option(None, help="Only this field: full_name, birth_date, sex."),
+    limit: int = typer.Option(50, min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Mismatching Patients, counted by site and field."""
+    from rich.table import Table
+
+    from vaxhub.hub.verification.operator_view import mismatches
+
+    report = mismatches(_verification_engine(), site=site, field=field, limit=limit)
+    if as_json:
+        _print_json(report)
+        return
+    summary = Table("site", "site name", "field", "patients")
+    for row in report["by_site_and_field"]:
+        summary.add_row(row["site"] or "-", row["site_name"] or "-", row["field"], str(row["count"]))
+    Console().print(summary)
+    listing = Table("patient", "version", "site", "field: claimed / registry")
+    for item in report["items"]:
+        fields = "; ".join(f"{k}: {v['claimed']} / {v['registry']}" for k, v in item["fields"].items())
+        listing.add_row(item["patient"], str(item["version"]), item["site"] or "-", fields)
+    Console().print(listing)
+    typer.echo(f"{report['total']} mismatching patients")
+
+
+@verification_app.command("dead")
+def verification_dead(
+    limit: int = typer.Option(50, min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Dead letters: jobs the queue gave up on, with their last error."""
+    from rich.table import Table
+
+    from vaxhub.hub.verification.operator_view import dead_letters
+
+    report = dead_letters(_verification_engine(), limit=limit)
+    if as_json:
+        _print_json(report)
+        return
+    table = Table("patient", "attempts", "died at", "error")
+    for item in report["items"]:
+        table.add_row(item["patient"], str(item["attempts"]), item["died_at"] or "", item["error"] or "")
+    Console().print(table)
+    typer.echo(f"{report['total']} dead letters")
+
+
+@verification_app.command("requeue")
+def verification_requeue(
+    patients: list[str] = typer.Argument(None, help="Patient ids to verify again."),
+    status: str = typer.Option(None, help="Every Patient with this status: dead, mismatch, not_found, unverifiable, verified."),
+    site: str = typer.Option(None, help="Only Patients of this site (Organization/<id>)."),
+) -> None:
+    """Queue Patients for verification again (attempts reset)."""
+    from vaxhub.hub.verification.operator_view import requeue
+
+    try:
+        count = requeue(_verification_engine(), patients=patients or None, status=status, site=site)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    typer.echo(f"requeued {count} patients")
+
+
+@app.command()
+def mllp(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(2575, help="TCP port (2575 is HL7's registered port)."),
+) -> None:
+    """Receive HL7 v2 VXU^V04 messages over MLLP and answer ACKs."""
+    import asyncio
+
+    from vaxhub.hub.ingest.mllp import serve_mllp
+    from vaxhub.hub.ingest.vxu import VxuReceiver
+    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.storage.store import FhirStore
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    if settings.auto_migrate:
+        upgrade(engine)
+    receiver = VxuReceiver(FhirStore(engine), base=settings.base_url or "urn:vaxhub:mllp", max_entries=settings.max_bundle_entries)
+    console.print(f"MLLP listening on {host}:{port}")
+    try:
+        asyncio.run(serve_mllp(receiver, host, port))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("import")
+def import_command(
+    file: str = typer.Argument(..., help="Backlog spreadsheet, .xlsx or .csv."),
+    site: str = typer.Option(..., help="Code of the uploading site (scopes identifiers of people without a CCCD)."),
+    report: str = typer.Option("", help="Where to write the row report (default: FILE.report.xlsx/.csv beside FILE)."),
+) -> None:
+    """Import a backlog spreadsheet with a progress bar; re-running resumes an interrupted import."""
+    from pathlib import Path
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vaxhub.errors import VaxhubError
+    from vaxhub.hub.ingest.imports import ImportJobs, import_file
+    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.storage.store import FhirStore
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    if settings.auto_migrate:
+        upgrade(engine)
+    jobs = ImportJobs(FhirStore(engine))
+    path = Path(file)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(path.name, total=None)
+            status = import_file(
+                jobs, site_code=site, filename=path.name, content=path.read_bytes(),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except VaxhubError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from None
+    content, _media, name = jobs.report(status.id)
+    target = Path(report) if report else path.with_name(name)
+    target.write_bytes(content)
+    console.print(
+        f"job {status.id}: {status.status}; {status.rows_done} rows, {status.rows_stored} stored "
+        f"({status.rows_warned} with warnings), {status.rows_rejected} rejected; "
+        f"{status.patients_created} patients and {status.doses_created} doses created, {status.doses_existing} doses already stored"
+    )
+    if status.error:
+        console.print(f"[red]{status.error}[/red]")
+    console.print(f"row report: {target}")
+    raise typer.Exit(0 if status.status == "done" else 1)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vaxhub.adapters.registry_data import Citizen, SyntheticRegistry
 from vaxhub.fhir import synthetic
 from vaxhub.fhir.text import fold
+from vaxhub.hub.demo_clients import register_demo_clients, token_instructions
 from vaxhub.hub.operations.transaction import process_bundle
 from vaxhub.hub.storage.engine import make_engine, upgrade
 from vaxhub.hub.storage.store import FhirStore
+from vaxhub.hub.verification.enqueue import VerificationEnqueuer
 from vaxhub.settings import load_settings
 
 console = Console()
@@ -53,6 +55,11 @@ def load_population(store: FhirStore, population: synthetic.Population, *, base:
     return statuses
 
 
+def _national_phone(e164: str | None) -> str | None:
+    """+84912345678 as a person types it: 0912345678."""
+    return "0" + e164[3:] if e164 and e164.startswith("+84") else e164
+
+
 def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> None:
     from vaxhub.adapters.simulators.launch import start_registry_simulators
 
@@ -62,7 +69,7 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     settings = load_settings(database_url=url)
     engine = make_engine(url)
     upgrade(engine)
-    store = FhirStore(engine)
+    store = FhirStore(engine, listeners=[VerificationEnqueuer()])
     base = f"http://127.0.0.1:{port}/fhir"
 
     population = synthetic.generate_population(people, seed=SEED)
@@ -71,7 +78,8 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     console.print(f"sample data: {created} resources created, {statuses.get('200 OK', 0)} already present ({folder / 'vaxhub.db'})")
 
     sims = start_registry_simulators(registry_of(population))
-    first = next(p for p in population.people if population.doses_of(p))
+    first = next(p for p in population.people if population.doses_of(p) and p.cccd and p.phone)
+    callers = register_demo_clients(engine, folder / "clients", population.home_site(first).code)
     console.print(
         "\n[bold green]vaxhub demo[/bold green]\n"
         f"  API docs (OpenAPI)     http://127.0.0.1:{port}/docs\n"
@@ -80,12 +88,24 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
         f"  by CCCD                {base}/Patient?identifier={first.cccd or ''}\n"
         f"  doses in 2021-08       {base}/Immunization?date=2021-08&_sort=date&_include=Immunization:patient\n"
         f"  population registry    {sims.population_wsdl_url}  (SOAP simulator)\n"
-        f"  social insurance       {sims.social_insurance_url}  (REST simulator, X-API-Key: {sims.api_key})\n",
+        f"  social insurance       {sims.social_insurance_url}  (REST simulator, X-API-Key: {sims.api_key})\n"
+        + token_instructions(callers, f"http://127.0.0.1:{port}", first.cccd, _national_phone(first.phone))
+        + "\n",
         soft_wrap=True,
     )
     if not serve:
         sims.stop()
         return
+    # The verification worker drains the queue the sample data filled, against the SOAP simulator.
+    import threading
+
+    from vaxhub.hub.verification.worker import run_worker
+
+    worker_settings = settings.model_copy(update={"population_registry_wsdl": sims.population_wsdl_url, "verification_concurrency": 16})
+    stop_worker = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(worker_settings, engine), kwargs={"stop": stop_worker}, name="verification-worker", daemon=True)
+    worker.start()
+    console.print(f"  verification status    http://127.0.0.1:{port}/ops/verification/status  (worker running)\n", soft_wrap=True)
     import uvicorn
 
     from vaxhub.hub.app import build_app
@@ -93,4 +113,6 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     try:
         uvicorn.run(build_app(settings.model_copy(update={"auto_migrate": False}), engine=engine), host="127.0.0.1", port=port, log_level="warning")
     finally:
+        stop_worker.set()
+        worker.join(15)
         sims.stop()

@@ -79,6 +79,21 @@ def capability_statement(base: str, released: str) -> dict:
                     "dates take eq/ne/gt/lt/ge/le/sa/eb; paging by _count and _offset; _total=accurate for totals. "
                     f"Patient compartment: {', '.join(PATIENT_COMPARTMENT)}."
                 ),
+                "security": {
+                    "cors": False,
+                    "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}],
+                    "description": (
+                        "Bearer tokens from /auth/token: SMART Backend Services (client_credentials with a private_key_jwt "
+                        "assertion) for systems, a one-time code or a national e-ID token for citizens (patient/*.rs). "
+                        "Every read and write is recorded as an AuditEvent."
+                    ),
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [{"url": "token", "valueUri": base.rsplit("/fhir", 1)[0] + "/auth/token"}],
+                        }
+                    ],
+                },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }

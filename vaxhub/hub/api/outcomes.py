@@ -16,7 +16,12 @@ from vaxhub.hub.api.fhir_http import FhirResponse
 log = logging.getLogger("vaxhub.api")
 
 def error_response(error: e.VaxhubError) -> FhirResponse:
-    return FhirResponse(operation_outcome(error.issues), status_code=status_for(error))
+    headers: dict[str, str] = {}
+    if isinstance(error, e.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="vaxhub", error="invalid_token"'
+    if isinstance(error, e.RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    return FhirResponse(operation_outcome(error.issues), status_code=status_for(error), headers=headers)
 
 
 def install_handlers(app: FastAPI) -> None:

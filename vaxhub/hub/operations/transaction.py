@@ -14,7 +14,7 @@ through `process_bundle`, so every input path shares these rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from vaxhub.errors import InvalidResource, Issue, MalformedInput, UnsupportedRequest, VaxhubError
@@ -22,7 +22,7 @@ from vaxhub.fhir.resources import SUPPORTED_TYPES, validate_resource
 from vaxhub.fhir.search_query import SearchQuery, parse_search
 from vaxhub.fhir.outcome import operation_outcome, status_for
 from vaxhub.hub.operations.bundles import searchset, status_line
-from vaxhub.hub.storage.store import FhirStore, Stored, WriteResult, Writer, format_instant
+from vaxhub.hub.storage.store import FhirStore, Stored, WriteGuard, WriteResult, Writer, format_instant
 from vaxhub.hub.storage.store import _identifier_keys as identifier_keys  # noqa: PLC2701
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -234,29 +234,68 @@ def _run_entry(writer: Writer, e: Entry, base: str) -> EntryResult:
     raise AssertionError(e.method)
 
 
-def _run_get(store: FhirStore, e: Entry, base: str) -> EntryResult:
+Reader = Callable[[str, str], None]  # (type, permission) -> raises when the caller may not read
+
+
+def _note(context: Any, stored: Stored | None) -> None:
+    """Tell the audited interaction (if any) about a resource it touched without writing."""
+    if stored is not None and hasattr(context, "touched"):
+        context.touched(stored.rtype, stored.id, stored.version, stored.content)
+
+
+def _run_get(store: FhirStore, e: Entry, base: str, reader: Reader | None, context: Any, conn: Any = None) -> EntryResult:
+    if reader is not None:
+        reader(e.rtype, "r" if e.res_id else "s")
     if e.res_id:
         stored = store.read(e.rtype, e.res_id)
+        _note(context, stored)
         return EntryResult(200, stored, body=stored.content)
-    page = store.search(e.criteria)  # type: ignore[arg-type]
+    page = store.search(e.criteria, conn)  # type: ignore[arg-type]
+    for found in page.resources + page.included:
+        _note(context, found)
     return EntryResult(200, body=searchset(base, e.criteria, page))  # type: ignore[arg-type]
 
 
-def process_bundle(store: FhirStore, bundle: Any, *, base: str, max_entries: int = 1000, default_count: int = 20, max_count: int = 500, include_resources: bool = False) -> dict:
-    """Process a transaction or batch Bundle and return the response Bundle."""
+def process_bundle(
+    store: FhirStore,
+    bundle: Any,
+    *,
+    base: str,
+    max_entries: int = 1000,
+    default_count: int = 20,
+    max_count: int = 500,
+    include_resources: bool = False,
+    guard: WriteGuard | None = None,
+    interaction: Any = None,
+    reader: Reader | None = None,
+    record: Callable[[Any], None] | None = None,
+) -> dict:
+    """Process a transaction or batch Bundle and return the response Bundle.
+
+    `guard` checks every write, `reader` every GET entry. A transaction is one
+    audited interaction (`interaction`, recorded inside its database
+    transaction); each entry of a batch is an interaction of its own, derived
+    from `interaction` and, when it writes nothing, passed to `record`.
+    """
     btype, entries, failures = parse_entries(bundle, max_entries=max_entries, default_count=default_count, max_count=max_count)
     if btype == "transaction":
-        results = store.run_unit(lambda w: _transaction(w, entries, base))
-        for e in entries:
-            if e.method == "GET":
-                results[e.index] = _run_get(store, e, base)
+        results = store.run_unit(lambda w: _transaction(w, entries, base, reader), guard=guard, context=interaction)
     else:
-        results = {e.index: _batch_entry(store, e, base, failures.get(e.index)) for e in entries}
+        results = {}
+        for e in entries:
+            entry_interaction = interaction.for_entry(e.method, e.rtype) if hasattr(interaction, "for_entry") else None
+            results[e.index] = _batch_entry(store, e, base, failures.get(e.index), guard, reader, entry_interaction)
+            if entry_interaction is not None and not entry_interaction.recorded and record is not None:
+                if results[e.index].status >= 400:
+                    entry_interaction.outcome = "4"
+                record(entry_interaction)
+        if interaction is not None and hasattr(interaction, "recorded"):
+            interaction.recorded = True  # its entries carry the audit records
     response_entries = [results[e.index].to_entry(base, include_resources) for e in entries]
     return {"resourceType": "Bundle", "type": f"{btype}-response", "entry": response_entries}
 
 
-def _transaction(writer: Writer, entries: list[Entry], base: str) -> dict[int, EntryResult]:
+def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None) -> dict[int, EntryResult]:
     mapping, matched = _assign_ids(writer, entries)
     unresolved: list[str] = []
     for e in entries:
@@ -273,18 +312,27 @@ def _transaction(writer: Writer, entries: list[Entry], base: str) -> dict[int, E
             continue
         if e.index in matched:
             stored = matched[e.index] or writer.read(e.rtype, e.res_id)  # type: ignore[arg-type]
+            _note(writer.context, stored)
             results[e.index] = EntryResult(200, stored)
             continue
         results[e.index] = _run_entry(writer, e, base)
+    # GET entries run last, still inside the unit, so that what they read is in
+    # the same audit record as what the transaction wrote.
+    writer.flush()
+    for e in entries:
+        if e.method == "GET":
+            results[e.index] = _run_get(writer.store, e, base, reader, writer.context, writer.conn)
     return results
 
 
-def _batch_entry(store: FhirStore, e: Entry, base: str, failure: VaxhubError | None) -> EntryResult:
+def _batch_entry(
+    store: FhirStore, e: Entry, base: str, failure: VaxhubError | None, guard: WriteGuard | None, reader: Reader | None, context: Any
+) -> EntryResult:
     if failure is not None:
         return EntryResult(status_for(failure), outcome=operation_outcome(failure.issues))
     try:
         if e.method == "GET":
-            return _run_get(store, e, base)
-        return store.run_unit(lambda w: _transaction(w, [e], base))[e.index]
+            return _run_get(store, e, base, reader, context)
+        return store.run_unit(lambda w: _transaction(w, [e], base, reader), guard=guard, context=context)[e.index]
     except VaxhubError as exc:
         return EntryResult(status_for(exc), outcome=operation_outcome(exc.issues))

@@ -7,6 +7,8 @@ production store. The schema is owned by Alembic from the first table on:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -14,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -26,7 +28,7 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, statement_timeout_ms: int | None = None) -> Engine:
     """An engine for `url` with the settings each backend needs."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -60,7 +62,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         json_serializer=_dumps,
@@ -69,6 +71,16 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
     )
+    if statement_timeout_ms and engine.dialect.name == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _timeout(dbapi_conn, _record):  # noqa: ANN001
+            # One runaway query must not hold a connection (and its locks) for ever.
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+            dbapi_conn.commit()
+
+    return engine
 
 
 def alembic_config(url: str) -> Config:
@@ -96,3 +108,10 @@ def head_revision() -> str | None:
     """The newest revision; the heads joined by commas while branches are unmerged."""
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     return ",".join(sorted(heads)) or None
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock up front."""
+    with engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+        yield conn

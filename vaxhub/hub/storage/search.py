@@ -90,6 +90,8 @@ def _criterion_clause(rtype: str, crit: Criterion) -> ColumnElement[bool]:
 
 def where_clause(query: SearchQuery) -> ColumnElement[bool]:
     clauses = [R.res_type == query.rtype, R.deleted == false()]
+    if query.compartment is not None:
+        clauses.append(R.patient_id == query.compartment)
     clauses += [_criterion_clause(query.rtype, crit) for crit in query.criteria]
     return and_(*clauses)
 

@@ -135,6 +135,12 @@ class WriteListener(Protocol):
     def before_commit(self, writer: "Writer") -> None: ...
 
 
+class WriteGuard(Protocol):
+    """Access control on writes: raises to refuse, returns the resource to store (possibly stamped)."""
+
+    def on_write(self, rtype: str, action: str, resource: dict | None, current: Stored | None) -> dict | None: ...
+
+
 class FhirStore:
     def __init__(
         self,
@@ -259,7 +265,8 @@ class FhirStore:
                 tuple_(RESOURCE.c.res_type, RESOURCE.c.res_id).in_(sorted(wanted)), RESOURCE.c.deleted.is_(False)
             )
         ).all()
-        return [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
+        included = [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
+        return [s for s in included if query.visible(s)] if query.visible else included
 
     @contextmanager
     def _connection(self, conn: Connection | None) -> Iterator[Connection]:
@@ -272,23 +279,32 @@ class FhirStore:
     # ----------------------------------------------------------------- writes
 
     @contextmanager
-    def writer(self) -> Iterator["Writer"]:
-        """A unit of work: commits when the block ends, rolls back on any error."""
+    def writer(self, *, guard: "WriteGuard | None" = None, context: Any = None) -> Iterator["Writer"]:
+        """A unit of work: commits when the block ends, rolls back on any error.
+
+        `guard` checks (and may stamp) every write; `context` is handed to the
+        listeners (the audit trail keeps the request's interaction there).
+        """
         # SQLite has one writer at a time; threads of this process queue on a lock
         # instead of polling the database file's lock with sleeps.
-        with self._write_lock, self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
-            w = Writer(self, conn)
-            yield w
-            w.flush()
+        with self._write_lock, self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn:
+            with conn.begin():
+                w = Writer(self, conn, guard=guard, context=context)
+                yield w
+                w.flush()
+                for listener in self.listeners:
+                    listener.before_commit(w)
+                w.flush()
             for listener in self.listeners:
-                listener.before_commit(w)
-            w.flush()
+                after_commit = getattr(listener, "after_commit", None)
+                if after_commit is not None:
+                    after_commit(w)
 
-    def run_unit(self, work: Callable[["Writer"], Any], *, attempts: int = 3) -> Any:
+    def run_unit(self, work: Callable[["Writer"], Any], *, attempts: int = 3, guard: "WriteGuard | None" = None, context: Any = None) -> Any:
         """Run `work` in a writer, retrying when a concurrent writer won an identifier race."""
         for attempt in range(attempts):
             try:
-                with self.writer() as w:
+                with self.writer(guard=guard, context=context) as w:
                     return work(w)
             except RetryableConflict:
                 if attempt == attempts - 1:
@@ -307,9 +323,11 @@ class _Pending:
 class Writer:
     """One database transaction's worth of FHIR writes."""
 
-    def __init__(self, store: FhirStore, conn: Connection):
+    def __init__(self, store: FhirStore, conn: Connection, *, guard: WriteGuard | None = None, context: Any = None):
         self.store = store
         self.conn = conn
+        self.guard = guard
+        self.context = context
         self.now = store.clock()
         self._resources: list[dict] = []
         self._versions: list[dict] = []
@@ -421,8 +439,10 @@ class Writer:
             if current is None or current.version != expected:
                 have = "does not exist" if current is None else f"is at version {current.version}"
                 raise PreconditionFailed(f"If-Match expected version {expected} but {rtype}/{res_id} {have}")
+        if self.guard is not None:
+            resource = self.guard.on_write(rtype, "update" if current is not None else "create", resource, current)
         if current is None:
-            return self._store_new(rtype, res_id, resource, path, version=1, method="create", references=references)
+            return self._store_new(rtype, res_id, resource, path, version=1, method="create", references=references, guarded=True)
         if current.deleted:
             self._delete_index(rtype, res_id)
             return self._store_new(rtype, res_id, resource, path, version=current.version + 1, method="update", existing=True, references=references)
@@ -458,6 +478,8 @@ class Writer:
             raise NotFound(f"{rtype}/{res_id} is not known")
         if current.deleted:
             return WriteResult(204, current)
+        if self.guard is not None:
+            self.guard.on_write(rtype, "delete", None, current)
         referrers = self.conn.execute(
             select(ReferenceIndexRow.res_type, ReferenceIndexRow.res_id)
             .where(ReferenceIndexRow.target_type == rtype, ReferenceIndexRow.target_id == res_id)
@@ -537,9 +559,12 @@ class Writer:
         method: str,
         existing: bool = False,
         references: list[str] | None = None,
+        guarded: bool = False,
     ) -> WriteResult:
         if (rtype, res_id) in self._created:
             raise InvalidResource(f"{rtype}/{res_id} is written twice in one request", [Issue("Duplicate resource in request", path)])
+        if self.guard is not None and not (existing or guarded):
+            resource = self.guard.on_write(rtype, "create", resource, None)
         content = self._stamp(resource, res_id, version)
         pending = _Pending(rtype, res_id, content, path)
         for system, value in claimed_identifiers(content):

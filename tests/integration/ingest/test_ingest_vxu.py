@@ -1,0 +1,124 @@
+"""VXU over HTTP and MLLP, stored through the transaction path, on SQLite and PostgreSQL."""
+
+import asyncio
+import random
+import socket
+import threading
+
+from sqlalchemy import func, select
+
+from tests.hl7v2_messages import historical_dose, malformed_vxu, new_dose, refused_dose, vxu
+from vaxhub.hub.ingest.mllp import END, START, MllpServer
+from vaxhub.hub.ingest.vxu import VxuReceiver
+from vaxhub.hub.storage.tables import ResourceRow
+
+ER7 = {"content-type": "x-application/hl7-v2+er7"}
+
+
+def _counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ResourceRow.res_type, func.count()).group_by(ResourceRow.res_type)).all()
+    return dict(rows)
+
+
+def _msa(ack: str) -> str:
+    return ack.split("\r")[1].split("|")[1]
+
+
+def _send(client, text: str) -> str:
+    r = client.post("/hl7v2", content=text.encode("utf-8"), headers=ER7)
+    assert r.status_code == 200
+    return r.text
+
+
+def test_new_historical_and_refused_doses_are_stored_and_acknowledged(client, engine):
+    ack = _send(client, vxu(orders=[new_dose(), historical_dose(), refused_dose()]))
+    assert _msa(ack) == "AA" and "MSA|AA|MSG-0001" in ack
+    assert _counts(engine) == {"Patient": 1, "Immunization": 3}
+
+
+def test_resent_vxu_does_not_duplicate(client, engine):
+    first = _send(client, vxu("MSG-1"))
+    again = _send(client, vxu("MSG-1"))
+    assert again == first  # same MSH-10: the same ACK, nothing processed
+    resent = _send(client, vxu("MSG-2"))  # new MSH-10, same ORC-3
+    assert _msa(resent) == "AA"
+    assert _counts(engine) == {"Patient": 1, "Immunization": 1}
+
+
+def test_entered_in_error_updates_the_stored_dose(client, store):
+    _send(client, vxu("MSG-1"))
+    assert _msa(_send(client, vxu("MSG-2", orders=[new_dose(action="D")]))) == "AA"
+    _send(client, vxu("MSG-3", orders=[new_dose(action="D")]))
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(ResourceRow.content, ResourceRow.version).where(ResourceRow.res_type == "Immunization")).all()
+    assert len(rows) == 1 and rows[0].content["status"] == "entered-in-error" and rows[0].version == 2
+
+
+def test_site_number_then_cccd_finds_the_same_patient(client, engine):
+    _send(client, vxu("MSG-1", cccd=None))
+    ack = _send(client, vxu("MSG-2", orders=[new_dose("IZ-0002", date="20210901")]))
+    assert _msa(ack) == "AA"
+    assert _counts(engine) == {"Patient": 1, "Immunization": 2}
+
+
+def test_content_error_is_ae_and_stores_nothing(client, engine):
+    ack = _send(client, vxu(orders=[new_dose(), new_dose("IZ-2", vaccine="999^Unknown^CVX")]))
+    assert _msa(ack) == "AE" and "ERR||RXA^2^5^1^1|103^Table value not found^HL70357|E|" in ack
+    assert _counts(engine) == {}
+
+
+def test_malformed_messages_over_http_get_ae_or_ar_and_store_nothing(client, engine):
+    rng = random.Random(4)
+    codes = {"AE": 0, "AR": 0, "AA": 0}
+    for _ in range(400):
+        text = malformed_vxu(rng)
+        r = client.post("/hl7v2", content=text.encode("utf-8"), headers=ER7)
+        assert r.status_code == 200 and r.text.startswith("MSH|")
+        codes[_msa(r.text)] += 1
+    assert codes["AE"] + codes["AR"] > 300
+    stored = _counts(engine)
+    assert stored.get("Immunization", 0) <= codes["AA"]
+    r = client.post("/hl7v2", content=b"\xff\xfe not utf-8", headers=ER7)
+    assert _msa(r.text) == "AR"
+
+
+def test_mllp_over_a_loopback_socket_with_many_connections(store):
+    receiver = VxuReceiver(store, base="urn:test")
+    loop = asyncio.new_event_loop()
+    server = MllpServer(receiver, workers=2)
+    port = loop.run_until_complete(server.start("127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def exchange(messages: list[bytes]) -> list[str]:
+        answers = []
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            for raw in messages:
+                s.sendall(raw)
+                data = b""
+                while not data.endswith(END):
+                    chunk = s.recv(65536)
+                    assert chunk
+                    data += chunk
+                assert data.startswith(START)
+                answers.append(data[1:-2].decode("utf-8"))
+        return answers
+
+    try:
+        framed = [START + vxu(f"MLLP-{i}", cccd=f"07909{i:07d}", mrn=f"BN-{i}", orders=[new_dose(f"IZ-{i}")]).encode() + END for i in range(8)]
+        results: list[list[str]] = [[] for _ in range(8)]
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, exchange([framed[i], framed[i]]))) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert all(len(r) == 2 and _msa(r[0]) == "AA" and _msa(r[1]) == "AA" for r in results)
+        # junk before the start byte is skipped, a non-UTF-8 block is answered AR
+        (junk_then_message, bad) = exchange([b"noise" + framed[0], START + b"\xff\xfe" + END])
+        assert _msa(junk_then_message) == "AA" and _msa(bad) == "AR"
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    assert _counts(store.engine) == {"Patient": 8, "Immunization": 8}

@@ -1,0 +1,138 @@
+"""Every read and write leaves exactly one AuditEvent; the trail shows tampering."""
+
+from __future__ import annotations
+
+import pytest
+from fhir.resources.R4B.auditevent import AuditEvent
+from sqlalchemy import select, text, update
+
+from tests.builders import immunization, patient, person_with_doses, transaction
+from vaxhub.hub.audit.tables import AuditEventRow
+
+
+def _events(app) -> int:
+    return app.state.audit.count()
+
+
+def test_every_interaction_leaves_exactly_one_audit_event(hub, client):
+    app, raw, login = hub
+    calls = []
+    created = client.post("/fhir/Patient", json=patient("079090012345"))
+    calls.append(("create", created))
+    pid = created.json()["id"]
+    calls += [
+        ("create-conditional", client.post("/fhir/Patient", json=patient("079090012345"), headers={"If-None-Exist": "identifier=https://vaxhub.vn/fhir/sid/cccd|079090012345"})),
+        ("read", client.get(f"/fhir/Patient/{pid}")),
+        ("vread", client.get(f"/fhir/Patient/{pid}/_history/1")),
+        ("search", client.get("/fhir/Patient", params={"name": "nguyen"})),
+        ("history", client.get(f"/fhir/Patient/{pid}/_history")),
+        ("type-history", client.get("/fhir/Patient/_history")),
+        ("update", client.put(f"/fhir/Patient/{pid}", json={**created.json(), "gender": "female"})),
+        ("create-imm", client.post("/fhir/Immunization", json=immunization(f"Patient/{pid}"))),
+        ("everything", client.get(f"/fhir/Patient/{pid}/$everything")),
+        ("transaction", client.post("/fhir", json=transaction(*person_with_doses("001185000001", 2)))),
+        ("invalid", client.post("/fhir/Patient", json={**patient("079090000002"), "birthDate": "bad"})),
+        ("missing", client.get("/fhir/Patient/nope")),
+        ("unauthenticated", raw.get("/fhir/Patient")),
+        ("delete-refused", client.delete(f"/fhir/Patient/{pid}")),
+        ("audit-search", client.get("/fhir/AuditEvent", params={"patient": pid})),
+    ]
+    # Counting afterwards event by event: replay each call and compare the count before and after.
+    before = _events(app)
+    assert before == len(calls)
+    for name, call in [("read", lambda: client.get(f"/fhir/Patient/{pid}")), ("search", lambda: client.get("/fhir/Immunization")),
+                       ("write", lambda: client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "X"})),
+                       ("refused", lambda: raw.get(f"/fhir/Patient/{pid}"))]:
+        start = _events(app)
+        call()
+        assert _events(app) == start + 1, name
+    assert app.state.audit.verify().ok
+
+
+def test_audit_events_are_valid_fhir_and_say_who_what_when_where(hub, client):
+    app, raw, _login = hub
+    pid = client.post("/fhir/Patient", json=patient("079090012345")).json()["id"]
+    client.get(f"/fhir/Patient/{pid}")
+    bundle = client.get("/fhir/AuditEvent", params={"patient": pid}).json()
+    events = [e["resource"] for e in bundle["entry"]]
+    assert {e["subtype"][0]["code"] for e in events} >= {"create", "read"}
+    for event in events:
+        AuditEvent.model_validate(event)
+        agent = event["agent"][0]
+        assert agent["who"]["identifier"]["value"] == "national-admin"
+        assert agent["network"]["address"]
+        assert event["recorded"] and event["outcome"] == "0"
+        assert any(e.get("what", {}).get("reference", "").startswith(f"Patient/{pid}") for e in event["entity"])
+
+
+def test_refused_request_is_audited_as_a_failure(hub, client):
+    app, raw, login = hub
+    verifier = login("border-checker", "system/Patient.rs", kind="verifier")
+    raw.get("/fhir/Patient", headers=verifier)
+    events = client.get("/fhir/AuditEvent", params={"agent": "border-checker"}).json()["entry"]
+    assert events[0]["resource"]["outcome"] == "8"
+
+
+def test_audit_search_by_client_and_time_and_only_for_auditors(hub, client):
+    app, raw, login = hub
+    site = login("site-79001", "system/Patient.cruds system/Immunization.cruds", site="79001")
+    raw.post("/fhir/Patient", json=patient("079090012345"), headers=site)
+    found = client.get("/fhir/AuditEvent", params={"agent": "site-79001", "date": "ge2020-01-01"}).json()
+    assert [e["resource"]["subtype"][0]["code"] for e in found["entry"]] == ["create"]
+    assert client.get("/fhir/AuditEvent", params={"date": "lt2020-01-01"}).json().get("entry") is None
+    assert raw.get("/fhir/AuditEvent", headers=site).status_code == 403
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete-middle", "delete-last"])
+def test_tampering_with_the_trail_is_detected(hub, client, engine, tamper):
+    app, _raw, _login = hub
+    for n in range(12):
+        client.post("/fhir/Patient", json=patient(f"0790900000{n:02d}"))
+    assert app.state.audit.verify().ok
+    with engine.begin() as conn:
+        rows = conn.execute(select(AuditEventRow.chain, AuditEventRow.seq).order_by(AuditEventRow.chain, AuditEventRow.seq)).all()
+        by_chain: dict[int, list[int]] = {}
+        for chain, seq in rows:
+            by_chain.setdefault(chain, []).append(seq)
+        chain, seqs = max(by_chain.items(), key=lambda kv: len(kv[1]))
+        if tamper == "edit":
+            content = conn.execute(select(AuditEventRow.content).where(AuditEventRow.chain == chain, AuditEventRow.seq == seqs[0])).scalar_one()
+            content["agent"][0]["name"] = "system:someone-else"
+            conn.execute(update(AuditEventRow).where(AuditEventRow.chain == chain, AuditEventRow.seq == seqs[0]).values(content=content))
+        else:
+            victim = seqs[len(seqs) // 2] if tamper == "delete-middle" else seqs[-1]
+            conn.execute(text("DELETE FROM audit_event WHERE chain = :c AND seq = :s"), {"c": chain, "s": victim})
+    report = app.state.audit.verify()
+    assert not report.ok
+    assert any(f"chain {chain}" in p for p in report.problems)
+
+
+def test_audit_verify_command_exits_non_zero_on_tampering(hub, client, engine, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vaxhub.hub.cli import app as cli
+
+    client.post("/fhir/Patient", json=patient("079090012345"))
+    monkeypatch.setenv("VAXHUB_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["audit", "verify"]).exit_code == 0
+    with engine.begin() as conn:
+        conn.execute(update(AuditEventRow).values(outcome="0", action="read"))
+    result = runner.invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 1
+
+
+def test_a_batch_leaves_one_audit_event_per_entry(hub, client):
+    app, _raw, _login = hub
+    start = _events(app)
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": patient("079090000101"), "request": {"method": "POST", "url": "Patient"}},
+        {"resource": {**patient("079090000102"), "birthDate": "nope"}, "request": {"method": "POST", "url": "Patient"}},
+        {"request": {"method": "GET", "url": "Patient?gender=male"}},
+    ]}
+    r = client.post("/fhir", json=batch)
+    assert r.status_code == 200
+    assert _events(app) == start + 3
+    recent = app.state.audit.search(count=3)[0]
+    assert sorted(e["outcome"] for e in recent) == ["0", "0", "4"]  # the invalid entry is a failure
+    assert app.state.audit.verify().ok

@@ -1,0 +1,125 @@
+"""Authentication at the HTTP edge: bearer tokens, rate limits, the audited interaction.
+
+Every data route depends on `principal`; the `AuditMiddleware` makes sure that
+each request to a data route leaves exactly one AuditEvent: writes append it
+inside their transaction, everything else (reads, searches, refusals) gets it
+appended when the response status is known.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vaxhub.errors import AuthenticationFailed, RateLimited
+from vaxhub.hub.audit.trail import AuditTrail, Interaction, outcome_for_status
+from vaxhub.hub.security.principal import Principal
+from vaxhub.hub.security.tokens import TokenService
+
+AUDITED_PREFIXES = ("/fhir", "/ops/", "/hl7v2", "/imports")
+NOT_AUDITED = ("/fhir/metadata",)
+
+
+@dataclass
+class RateLimiter:
+    """Token bucket per caller: `rate` requests per second, bursts up to `burst`.
+
+    Kept per process: with N hub processes a caller gets at most N times the rate.
+    """
+
+    rate: float
+    burst: int
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, caller: str) -> None:
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(caller, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[caller] = (tokens, now)
+                raise RateLimited(f"Too many requests from {caller}; slow down", retry_after=max(1, int((1 - tokens) / self.rate) + 1))
+            self._buckets[caller] = (tokens - 1, now)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller (401 without a valid token)."""
+    token = bearer_token(request)
+    if token is None:
+        raise AuthenticationFailed("An access token is required (Authorization: Bearer …)")
+    tokens: TokenService = request.app.state.tokens
+    who = tokens.verify(token)
+    interaction = getattr(request.state, "interaction", None)
+    if interaction is not None:
+        interaction.principal = who
+    request.app.state.rate_limiter.take(who.client_id or who.subject)
+    return who
+
+
+def interaction(request: Request) -> Interaction:
+    """The audited interaction of this request (created by the middleware)."""
+    current = getattr(request.state, "interaction", None)
+    if current is None:  # a route outside the audited prefixes asked for one
+        current = Interaction(action="operation", method=request.method, path=request.url.path)
+        request.state.interaction = current
+    return current
+
+
+class AuditMiddleware:
+    """Creates each data request's Interaction and records it if the route did not."""
+
+    def __init__(self, app: ASGIApp, trail: AuditTrail):
+        self.app = app
+        self.trail = trail
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(AUDITED_PREFIXES) or path in NOT_AUDITED:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        current = Interaction(
+            action=_default_action(scope["method"], path),
+            method=scope["method"],
+            path=path,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            source_ip=client[0] if client else None,
+        )
+        scope.setdefault("state", {})["interaction"] = current
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if not current.recorded:
+                    current.outcome = outcome_for_status(status)
+                    await run_in_threadpool(self.trail.record, current)
+            await send(message)
+
+        await self.app(scope, receive, capture)
+
+
+def _default_action(method: str, path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if method == "POST" and len(parts) == 1:
+        return "transaction"
+    if "_history" in parts:
+        return "vread" if parts[-2:-1] == ["_history"] else "history"
+    if any(p.startswith("$") for p in parts):
+        return "operation"
+    return {"GET": "read" if len(parts) >= 3 else "search", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, "operation")

@@ -1,0 +1,261 @@
+"""The audit trail: one FHIR AuditEvent per interaction with health data.
+
+An `Interaction` is filled while a request runs (who, from where, what,
+outcome). Writes append their AuditEvent inside the write's own database
+transaction, so a stored change always has its record; reads, searches and
+refused requests append theirs in a transaction of their own.
+
+Tamper evidence: events are appended to one of `chains` hash chains. Each
+event stores its predecessor's hash and a SHA-256 over its own canonical
+content and that predecessor hash; each chain's head row holds the last
+sequence number and hash. `verify()` recomputes every chain, so an edited,
+deleted or re-ordered event, or a cut-off tail, is reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from vaxhub.fhir.search_params import compartment_patient
+from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditEventRow, AuditPatientRow
+from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
+from vaxhub.hub.storage.engine import write_transaction
+
+GENESIS = "0" * 64
+# FHIR AuditEvent.action per interaction (hl7.org/fhir/R4/valueset-audit-event-action.html).
+ACTION_CODE = {
+    "create": "C", "read": "R", "vread": "R", "search": "E", "history": "R", "update": "U",
+    "delete": "D", "transaction": "E", "batch": "E", "operation": "E", "export": "R", "issue-certificate": "C",
+}
+# AuditEvent.outcome: 0 success, 4 minor failure (the caller's), 8 serious failure (refused or ours).
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
+
+
+def outcome_for_status(status: int) -> str:
+    if status < 400:
+        return SUCCESS
+    if status in (401, 403):
+        return SERIOUS_FAILURE
+    return MINOR_FAILURE if status < 500 else SERIOUS_FAILURE
+
+
+@dataclass
+class Interaction:
+    """One REST interaction as the audit trail records it."""
+
+    action: str
+    method: str
+    path: str
+    query: str = ""
+    source_ip: str | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    principal: Principal = NOBODY
+    entities: list[tuple[str, str, int | None]] = field(default_factory=list)
+    patients: set[str] = field(default_factory=set)
+    outcome: str = SUCCESS
+    description: str | None = None
+    recorded: bool = False
+
+    def for_entry(self, method: str, rtype: str) -> "Interaction":
+        """The interaction of one batch entry: same caller and request, its own action."""
+        action = {"GET": "read", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, "operation")
+        return Interaction(action, method, f"{self.path} [{rtype}]", "", self.source_ip, self.request_id, self.principal)
+
+    def touched(self, rtype: str, res_id: str, version: int | None, content: dict | None) -> None:
+        """Note a resource the interaction read or wrote, and whose data it is."""
+        self.entities.append((rtype, res_id, version))
+        patient = compartment_patient(rtype, res_id, content or {}) if content is not None else None
+        if patient:
+            self.patients.add(patient)
+
+
+def _agent(principal: Principal, source_ip: str | None) -> dict[str, Any]:
+    human = principal.kind in (PATIENT, "operator")
+    agent: dict[str, Any] = {
+        "type": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser" if human else "dataprocessor"}
+            ]
+        },
+        "requestor": True,
+        "who": {"reference": f"Patient/{principal.patient_id}"}
+        if principal.kind == PATIENT and principal.patient_id
+        else {"identifier": {"system": "urn:vaxhub:client", "value": principal.client_id or principal.subject}},
+        "name": principal.display,
+    }
+    if principal.site_code:
+        agent["location"] = {"display": f"site {principal.site_code}"}
+    if source_ip:
+        agent["network"] = {"address": source_ip, "type": "2"}
+    return agent
+
+
+def audit_event(interaction: Interaction, event_id: str, recorded: datetime) -> dict[str, Any]:
+    """The FHIR R4 AuditEvent for an interaction."""
+    entities: list[dict[str, Any]] = [
+        {"what": {"reference": f"{t}/{i}" + (f"/_history/{v}" if v else "")}, "type": {"system": "http://hl7.org/fhir/resource-types", "code": t}}
+        for t, i, v in interaction.entities
+    ]
+    entities += [{"what": {"reference": f"Patient/{p}"}, "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}} for p in sorted(interaction.patients)]
+    if interaction.query:
+        entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}, "query": _b64(interaction.query)})
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": event_id,
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction.action}],
+        "action": ACTION_CODE.get(interaction.action, "E"),
+        "recorded": recorded.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z"),
+        "outcome": interaction.outcome,
+        "agent": [_agent(interaction.principal, interaction.source_ip)],
+        "source": {"observer": {"display": "vaxhub"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
+    }
+    if interaction.description:
+        event["outcomeDesc"] = interaction.description[:1000]
+    event["extension"] = [{"url": "urn:vaxhub:request", "valueString": f"{interaction.method} {interaction.path} {interaction.request_id}"}]
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def event_hash(prev_hash: str, chain: int, seq: int, event_id: str, recorded: datetime, action: str, outcome: str, client_id: str | None, content: dict) -> str:
+    canonical = orjson.dumps(
+        {"chain": chain, "seq": seq, "id": event_id, "recorded": recorded.isoformat(), "action": action, "outcome": outcome, "client": client_id, "content": content},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(prev_hash.encode() + canonical).hexdigest()
+
+
+@dataclass
+class VerifyReport:
+    chains: int
+    events: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class AuditTrail:
+    def __init__(self, engine: Engine, *, chains: int = 8, clock: Callable[[], datetime] | None = None):
+        self.engine = engine
+        self.chains = chains
+        self.clock = clock or (lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+
+    def append(self, conn: Connection, interaction: Interaction) -> str:
+        """Append the interaction's AuditEvent in the caller's transaction."""
+        chain = random.randrange(self.chains)
+        head = self._lock_head(conn, chain)
+        seq, prev = head
+        seq += 1
+        event_id = uuid.uuid4().hex
+        recorded = self.clock()
+        content = audit_event(interaction, event_id, recorded)
+        client_id = interaction.principal.client_id or (interaction.principal.subject if interaction.principal.kind != PATIENT else None)
+        digest = event_hash(prev, chain, seq, event_id, recorded, interaction.action, interaction.outcome, client_id, content)
+        conn.execute(
+            insert(AuditEventRow).values(
+                chain=chain, seq=seq, event_id=event_id, recorded=recorded, action=interaction.action,
+                outcome=interaction.outcome, client_id=client_id, content=content, prev_hash=prev, hash=digest,
+            )
+        )
+        if interaction.patients:
+            conn.execute(insert(AuditPatientRow), [{"patient_id": p, "chain": chain, "seq": seq} for p in sorted(interaction.patients)])
+        conn.execute(update(AuditChainHeadRow).where(AuditChainHeadRow.chain == chain).values(last_seq=seq, last_hash=digest))
+        return event_id
+
+    def record(self, interaction: Interaction) -> str:
+        """Append in a transaction of its own (reads, searches, refused requests)."""
+        with write_transaction(self.engine) as conn:
+            event_id = self.append(conn, interaction)
+        interaction.recorded = True
+        return event_id
+
+    def _lock_head(self, conn: Connection, chain: int) -> tuple[int, str]:
+        stmt = select(AuditChainHeadRow.last_seq, AuditChainHeadRow.last_hash).where(AuditChainHeadRow.chain == chain)
+        if conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = conn.execute(stmt).first()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(AuditChainHeadRow).values(chain=chain, last_seq=0, last_hash=GENESIS))
+            except IntegrityError:
+                pass  # another writer created it first
+            row = conn.execute(stmt).first()
+        return row.last_seq, row.last_hash
+
+    def verify(self) -> VerifyReport:
+        """Recompute every chain; report each break with its location."""
+        problems: list[str] = []
+        events = 0
+        with self.engine.connect() as conn:
+            heads = {r.chain: (r.last_seq, r.last_hash) for r in conn.execute(select(AuditChainHeadRow))}
+            chains = set(heads) | {c for (c,) in conn.execute(select(AuditEventRow.chain).distinct())}
+            for chain in sorted(chains):
+                prev, expected_seq = GENESIS, 1
+                for row in conn.execute(select(AuditEventRow).where(AuditEventRow.chain == chain).order_by(AuditEventRow.seq)):
+                    events += 1
+                    where = f"chain {chain} event {row.seq} ({row.event_id})"
+                    if row.seq != expected_seq:
+                        problems.append(f"{where}: expected sequence {expected_seq}; events are missing")
+                    if row.prev_hash != prev:
+                        problems.append(f"{where}: does not follow its predecessor")
+                    digest = event_hash(row.prev_hash, chain, row.seq, row.event_id, row.recorded, row.action, row.outcome, row.client_id, row.content)
+                    if digest != row.hash:
+                        problems.append(f"{where}: content does not match its hash (altered)")
+                    prev, expected_seq = row.hash, row.seq + 1
+                head = heads.get(chain)
+                if head is None:
+                    problems.append(f"chain {chain}: head record missing")
+                elif head != (expected_seq - 1, prev):
+                    problems.append(f"chain {chain}: head says event {head[0]} but the chain ends at {expected_seq - 1} (events removed from the end?)")
+        return VerifyReport(len(chains), events, problems)
+
+    def search(
+        self,
+        *,
+        patient: str | None = None,
+        client: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        action: str | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[dict], bool]:
+        stmt = select(AuditEventRow.content)
+        if patient:
+            stmt = stmt.join(AuditPatientRow, and_(AuditPatientRow.chain == AuditEventRow.chain, AuditPatientRow.seq == AuditEventRow.seq)).where(
+                AuditPatientRow.patient_id == patient
+            )
+        if client:
+            stmt = stmt.where(AuditEventRow.client_id == client)
+        if since:
+            stmt = stmt.where(AuditEventRow.recorded >= since)
+        if until:
+            stmt = stmt.where(AuditEventRow.recorded < until)
+        if action:
+            stmt = stmt.where(AuditEventRow.action == action)
+        stmt = stmt.order_by(AuditEventRow.recorded.desc(), AuditEventRow.event_id).offset(offset).limit(count + 1)
+        with self.engine.connect() as conn:
+            rows = [r for (r,) in conn.execute(stmt)]
+        return rows[:count], len(rows) > count
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(AuditEventRow)).scalar_one()

@@ -1,0 +1,127 @@
+"""MLLP listener for VXU messages (HL7 v2 Transport Specification: MLLP
+Release 2, §2: a block is 0x0B, the message, 0x1C 0x0D).
+
+asyncio streams: one coroutine per connection, so many senders can stay
+connected at once; translating and storing a message runs in a thread pool,
+off the event loop. Bytes before a start block are skipped, a block larger
+than `max_bytes` is answered AR and the connection closed, and text that is
+not UTF-8 is answered AR (MSH-18 other than UNICODE UTF-8 is not supported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from vaxhub.fhir.hl7v2 import Hl7Finding, ack_for
+from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR
+from vaxhub.hub.ingest.vxu import VxuReceiver
+
+log = logging.getLogger("vaxhub.mllp")
+START, END = b"\x0b", b"\x1c\x0d"
+DEFAULT_MAX_BYTES = 1_000_000
+
+
+def frame(message: str) -> bytes:
+    return START + message.encode("utf-8") + END
+
+
+def _reject(message: str) -> bytes:
+    return frame(ack_for("AR", {}, [Hl7Finding(DATA_TYPE_ERROR, message)]))
+
+
+class MllpServer:
+    def __init__(self, receiver: VxuReceiver, *, max_bytes: int = DEFAULT_MAX_BYTES, workers: int = 4, idle_seconds: float = 300):
+        self.receiver = receiver
+        self.max_bytes = max_bytes
+        self.idle_seconds = idle_seconds
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
+        self.server: asyncio.base_events.Server | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the bound port (pass 0 for any free one)."""
+        self.server = await asyncio.start_server(self._connection, host, port, limit=self.max_bytes + 16)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self.server is not None:
+            await self.server.wait_closed()
+        self.pool.shutdown(wait=False)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            while True:
+                block = await self._read_block(reader)
+                if block is None:
+                    break
+                if isinstance(block, bytes) and block.startswith(b"\x00"):
+                    writer.write(_reject(f"The message is larger than {self.max_bytes} bytes"))
+                    await writer.drain()
+                    break
+                try:
+                    text = block.decode("utf-8")
+                except UnicodeDecodeError:
+                    writer.write(_reject("The message is not UTF-8 text"))
+                    await writer.drain()
+                    continue
+                outcome = await loop.run_in_executor(self.pool, self.receiver.receive, text)
+                writer.write(frame(outcome.ack))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        except Exception:  # noqa: BLE001 - one connection's defect must not stop the listener
+            log.exception("MLLP connection failed")
+            try:
+                writer.write(frame(ack_for("AR", {}, [Hl7Finding(APPLICATION_INTERNAL_ERROR, "Internal error")])))
+            except Exception:  # noqa: BLE001
+                pass
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except Exception:  # noqa: BLE001 - the peer may already be gone
+                pass
+
+    async def _read_block(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next framed message; None at end of stream; b"\\x00…" when too large."""
+        while True:
+            first = await asyncio.wait_for(reader.read(1), self.idle_seconds)
+            if not first:
+                return None
+            if first == START:
+                break
+        try:
+            data = await asyncio.wait_for(reader.readuntil(END), self.idle_seconds)
+        except asyncio.LimitOverrunError:
+            return b"\x00too large"
+        except asyncio.IncompleteReadError:
+            return None
+        if len(data) - len(END) > self.max_bytes:
+            return b"\x00too large"
+        body = data[: -len(END)]
+        # A block must not hold another start byte: that is a sender that lost its framing.
+        return body.rsplit(START, 1)[-1]
+
+
+async def serve_mllp(receiver: VxuReceiver, host: str, port: int) -> None:
+    """Run the listener until cancelled (the `vaxhub mllp` command)."""
+    server = MllpServer(receiver)
+    bound = await server.start(host, port)
+    log.info("MLLP listening on %s:%s", host, bound)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.close()

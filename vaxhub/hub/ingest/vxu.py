@@ -1,0 +1,138 @@
+"""Receiving one VXU^V04: translate, store through the transaction path, ACK.
+
+Never raises: every outcome is an ACK (AA stored or already stored, AE content
+error with nothing stored, AR not accepted or not processable now). A message
+whose MSH-10 was already acknowledged AA for the same sender gets that ACK
+again without being processed; any other re-send is harmless too, because
+every entry is a conditional create or update on business identifiers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from datetime import datetime, timezone
+
+import orjson
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from vaxhub.errors import Conflict, Forbidden, InputError, VaxhubError
+from vaxhub.fhir.hl7v2 import (
+    Hl7Finding,
+    Hl7Location,
+    Hl7MessageError,
+    ack_for,
+    ack_for_error,
+    ack_for_header,
+    parse_er7,
+    translate_vxu,
+    widen_patient_match,
+)
+from vaxhub.fhir.hl7v2.header import header_fields
+from vaxhub.fhir.hl7v2.translate import ReceivedVxu
+from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY_IDENTIFIER
+from vaxhub.hub.operations.transaction import process_bundle
+from vaxhub.hub.storage.import_tables import Hl7MessageRow
+from vaxhub.hub.storage.store import FhirStore, WriteGuard
+
+log = logging.getLogger("vaxhub.hl7v2")
+MESSAGES = Hl7MessageRow.__table__
+_ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class VxuOutcome:
+    ack: str
+    code: str  # AA, AE, AR
+    created: int = 0  # resources newly stored
+    resent: bool = False
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _location(expression: str | None) -> Hl7Location:
+    """The segment a stored-side problem came from: entry 0 is the PID, entry n the n-th RXA."""
+    match = _ENTRY.search(expression or "")
+    index = int(match[1]) if match else 0
+    return Hl7Location("PID") if index == 0 else Hl7Location("RXA", index)
+
+
+def _store_findings(exc: VaxhubError) -> list[Hl7Finding]:
+    code = DUPLICATE_KEY_IDENTIFIER if isinstance(exc, Conflict) else DATA_TYPE_ERROR
+    return [Hl7Finding(code, issue.message, _location(issue.expression)) for issue in exc.issues]
+
+
+class VxuReceiver:
+    def __init__(self, store: FhirStore, *, base: str, max_entries: int = 1000, guard: WriteGuard | None = None, interaction: Any = None):
+        self.store = store
+        self.base = base
+        self.max_entries = max_entries
+        self.guard = guard  # the sender's rights: a site stores only its own records
+        self.interaction = interaction  # audited inside the storing transaction
+
+    def receive(self, text: str) -> VxuOutcome:
+        try:
+            return self._receive(text)
+        except Exception:  # a defect or an unreachable database: the sender should retry later
+            log.exception("VXU processing failed")
+            finding = Hl7Finding(APPLICATION_INTERNAL_ERROR, "The hub could not process the message now; nothing was stored, send it again later")
+            try:
+                echo = header_fields(parse_er7(text))
+            except Exception:  # noqa: BLE001 - the ACK must go out even for unreadable text
+                echo = {}
+            return VxuOutcome(ack_for("AR", echo, [finding]), "AR")
+
+    def _receive(self, text: str) -> VxuOutcome:
+        try:
+            received = translate_vxu(text)
+        except Hl7MessageError as exc:
+            return VxuOutcome(ack_for_error(exc), exc.ack_code)
+        header = received.header
+        earlier = self._acknowledged(header.sender, header.control_id)
+        if earlier is not None:
+            return VxuOutcome(earlier, "AA", resent=True)
+        try:
+            response = self._store(received)
+        except (InputError, Conflict) as exc:
+            return VxuOutcome(ack_for_header(header, "AE", _store_findings(exc)), "AE")
+        except Forbidden as exc:
+            # Table 0357 has no code for authorisation; 207 with the reason, and AR: do not resend.
+            return VxuOutcome(ack_for_header(header, "AR", [Hl7Finding(APPLICATION_INTERNAL_ERROR, f"Not allowed: {exc.message}")]), "AR")
+        created = sum(1 for e in response["entry"] if e["response"]["status"].startswith("201"))
+        ack = ack_for_header(header, "AA", received.translation.warnings)
+        self._remember(header.sender, header.control_id, ack)
+        return VxuOutcome(ack, "AA", created)
+
+    def _store(self, received: ReceivedVxu) -> dict:
+        try:
+            # A copy: the transaction rewrites references in place, and a retry needs the originals.
+            return process_bundle(
+                self.store, orjson.loads(orjson.dumps(received.translation.bundle)), base=self.base, max_entries=self.max_entries,
+                guard=self.guard, interaction=self.interaction,
+            )
+        except (Conflict, InputError) as first:
+            # The business identifier missed but another number of the patient is
+            # held (a CCCD added later, a shared BHYT): match on any of them.
+            if not isinstance(first, Conflict) and not any(i.code == "multiple-matches" for i in first.issues):
+                raise
+            return process_bundle(
+                self.store, widen_patient_match(received.translation), base=self.base, max_entries=self.max_entries,
+                guard=self.guard, interaction=self.interaction,
+            )
+
+    def _acknowledged(self, sender: str, control_id: str) -> str | None:
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(MESSAGES.c.ack).where(MESSAGES.c.sender == sender[:255], MESSAGES.c.control_id == control_id)).scalar()
+
+    def _remember(self, sender: str, control_id: str, ack: str) -> None:
+        try:
+            self.store.run_unit(
+                lambda w: w.conn.execute(insert(MESSAGES).values(sender=sender[:255], control_id=control_id, received_at=_utcnow(), ack=ack))
+            )
+        except IntegrityError:
+            pass  # the same message, processed concurrently, was remembered first

@@ -1,0 +1,212 @@
+"""The worker behind `vaxhub worker`: drains the verification queue.
+
+One loop thread claims jobs (never more than there are free call slots, so a
+claimed job starts at once and its lease only has to outlast one call),
+hands each to a thread pool that calls the registry, and records the outcomes
+in batches, one transaction per batch. Registry calls are I/O-bound and the
+zeep client is synchronous, so threads give the concurrency; run several
+worker processes to use more cores.
+
+A failed call is rescheduled in the database with exponential backoff and
+full jitter (or the registry's Retry-After when throttled); a job that keeps
+failing, or fails in a way a retry cannot fix, becomes a dead letter. Nothing
+about a job lives only in this process: a killed worker's jobs come back when
+their leases expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queues
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from vaxhub.adapters.errors import RegistryError, RegistryThrottled
+from vaxhub.adapters.population_soap import SoapPopulationRegistry
+from vaxhub.adapters.ports import PopulationRegistry
+from vaxhub.hub.verification.backoff import backoff_delay
+from vaxhub.hub.verification.circuit import CircuitBreaker
+from vaxhub.hub.verification.transport import PooledSoapTransport
+from vaxhub.hub.verification.queue import ClaimedJob, Completion, Reschedule, claim_jobs, queued_count, record
+from vaxhub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REGISTRY_NAME = "population-registry"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 32
+    lease_seconds: float = 60.0
+    max_attempts: int = 10
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    poll_seconds: float = 0.5
+    batch_window: float = 0.005  # gather outcomes this long to record them together
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> WorkerOptions:
+        values = {
+            "concurrency": settings.verification_concurrency,
+            "lease_seconds": settings.verification_lease_seconds,
+            "max_attempts": settings.verification_max_attempts,
+            "backoff_base": settings.verification_backoff_base,
+            "backoff_cap": settings.verification_backoff_cap,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_population_registry(settings: Settings, *, concurrency: int) -> SoapPopulationRegistry:
+    """The SOAP client the worker threads share, with a connection pool as large
+    as the worker's concurrency."""
+    if not settings.population_registry_wsdl:
+        raise ValueError("VAXHUB_POPULATION_REGISTRY_WSDL is not set: the worker has no registry to call")
+    transport = PooledSoapTransport(pool_size=concurrency, timeout=settings.registry_timeout)
+    return SoapPopulationRegistry(
+        settings.population_registry_wsdl,
+        address=settings.population_registry_address,
+        timeout=settings.registry_timeout,
+        transport=transport,
+        user_id=settings.registry_user_id,
+    )
+
+
+class VerificationWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: PopulationRegistry,
+        *,
+        options: WorkerOptions = WorkerOptions(),
+        name: str | None = None,
+        breaker: CircuitBreaker | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.engine = engine
+        self.registry = registry
+        self.options = options
+        self.name = name or default_worker_name()
+        self.breaker = breaker or CircuitBreaker(engine, REGISTRY_NAME, worker=self.name)
+        self.rng = rng or random.Random()
+        self.recorded = 0
+        self.calls = 0
+
+    # -- one job, on a pool thread
+
+    def _verify(self, job: ClaimedJob, outcomes: queues.SimpleQueue) -> None:
+        try:
+            result = self.registry.verify(job.claim)
+        except RegistryThrottled as exc:
+            outcomes.put((job, exc))
+        except RegistryError as exc:
+            self.breaker.record_failure(str(exc))
+            outcomes.put((job, exc))
+        except Exception as exc:  # a bug must not lose the job: it is dead-lettered with its message
+            log.exception("verifying Patient/%s failed unexpectedly", job.patient_id)
+            outcomes.put((job, exc))
+        else:
+            self.breaker.record_success()
+            outcomes.put((job, result))
+
+    def _decide(self, job: ClaimedJob, answer: object) -> Completion | Reschedule:
+        if not isinstance(answer, Exception):
+            return Completion(job, answer)  # type: ignore[arg-type]
+        message = f"{type(answer).__name__}: {answer}"
+        retryable = isinstance(answer, RegistryError) and answer.retryable
+        if not retryable or job.attempts >= self.options.max_attempts:
+            return Reschedule(job, message, dead=True)
+        delay = backoff_delay(job.attempts, base=self.options.backoff_base, cap=self.options.backoff_cap, rng=self.rng)
+        if isinstance(answer, RegistryThrottled) and answer.retry_after:
+            delay = max(delay, answer.retry_after + self.rng.uniform(0, self.options.backoff_base))
+        return Reschedule(job, message, delay=delay)
+
+    # -- the loop
+
+    def run(self, stop: threading.Event | None = None, *, until_idle: bool = False,
+            on_batch: Callable[[int], None] | None = None) -> int:
+        """Work until `stop` is set (or, with `until_idle`, until no job is queued
+        and none is in flight); returns how many results this worker recorded."""
+        stop = stop or threading.Event()
+        outcomes: queues.SimpleQueue = queues.SimpleQueue()
+        opts = self.options
+        in_flight = 0
+        with ThreadPoolExecutor(opts.concurrency, thread_name_prefix="verify") as pool:
+            while True:
+                # Refill the free call slots first, then record what came back: the
+                # registry's latency, not our database round trips, should pace the calls.
+                claimed = 0 if stop.is_set() else self._claim_into(pool, outcomes, opts.concurrency - in_flight, in_flight)
+                in_flight += claimed
+                if in_flight == 0:
+                    if stop.is_set() or (until_idle and queued_count(self.engine) == 0):
+                        return self.recorded
+                    stop.wait(opts.poll_seconds)
+                    continue
+                batch = self._gather(outcomes, wait=opts.poll_seconds)
+                in_flight -= len(batch)
+                if batch:
+                    if not stop.is_set():
+                        more = self._claim_into(pool, outcomes, opts.concurrency - in_flight, in_flight)
+                        in_flight += more
+                    decided = [self._decide(job, answer) for job, answer in batch]
+                    done = record(self.engine, decided, worker=self.name, registry=REGISTRY_NAME)
+                    self.recorded += done
+                    if on_batch:
+                        on_batch(done)
+
+    def _claim_into(self, pool: ThreadPoolExecutor, outcomes: queues.SimpleQueue, free: int, in_flight: int) -> int:
+        """Claim up to `free` jobs and start their calls; returns how many."""
+        if free <= 0 or not self.breaker.allows_calls():
+            return 0
+        if self.breaker.probing:  # while half-open only the probe goes out
+            free = 0 if in_flight else 1
+        jobs = claim_jobs(self.engine, worker=self.name, limit=free, lease_seconds=self.options.lease_seconds) if free else []
+        for job in jobs:
+            pool.submit(self._verify, job, outcomes)
+        self.calls += len(jobs)
+        return len(jobs)
+
+    def _gather(self, outcomes: queues.SimpleQueue, *, wait: float) -> list[tuple[ClaimedJob, object]]:
+        batch = []
+        try:
+            batch.append(outcomes.get(timeout=wait) if wait else outcomes.get_nowait())
+        except queues.Empty:
+            return batch
+        deadline = time.monotonic() + self.options.batch_window
+        while len(batch) < 500:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(outcomes.get(timeout=remaining) if remaining > 0 else outcomes.get_nowait())
+            except queues.Empty:
+                break
+        return batch
+
+
+def run_worker(settings: Settings, engine: Engine, *, stop: threading.Event | None = None,
+               name: str | None = None, until_idle: bool = False, **overrides: object) -> int:
+    """Build the registry client and breaker from settings and run a worker."""
+    options = WorkerOptions.from_settings(settings, **overrides)
+    worker_name = name or default_worker_name()
+    breaker = CircuitBreaker(
+        engine, REGISTRY_NAME, worker=worker_name,
+        cooldown=settings.registry_breaker_cooldown, failure_ratio=settings.registry_breaker_failure_ratio,
+        window=settings.registry_breaker_window,
+    )
+    registry = build_population_registry(settings, concurrency=options.concurrency)
+    return VerificationWorker(engine, registry, options=options, name=worker_name, breaker=breaker).run(
+        stop, until_idle=until_idle
+    )
+
