@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,9 +32,9 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench.databases import fresh_postgres_database  # noqa: E402
 from vaxhub.fhir import synthetic
 from vaxhub.fhir.resources import MODELS
 from vaxhub.hub.security.client_tools import generate_key, load_key, request_token
@@ -198,18 +197,8 @@ def run_backend(name: str, database_url: str, site_resources: list[dict], bundle
     return {"elapsed": elapsed, "failures": failures, "immunizations": stored_imm, "patients": stored_pat}
 
 
-def postgres_database(admin_url: str) -> tuple[str, callable]:
-    name = f"vaxhub_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+def postgres_database(admin_url: str):
+    return fresh_postgres_database(admin_url, "vaxhub_bench")
 
 
 def main() -> int:

@@ -24,18 +24,16 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.databases import fresh_postgres_database  # noqa: E402
 from vaxhub.adapters.fakes import InMemoryPopulationRegistry  # noqa: E402
 from vaxhub.adapters.ports import PersonClaim  # noqa: E402
 from vaxhub.adapters.registry_data import SyntheticRegistry, generate_citizens  # noqa: E402
@@ -77,18 +75,8 @@ def patient(citizen) -> dict:
             "name": [{"family": family, "given": given}], "gender": citizen.sex, "birthDate": citizen.birth_date}
 
 
-def fresh_database(admin_url: str) -> tuple[str, callable]:
-    name = f"vaxhub_bench_verify_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+def fresh_database(admin_url: str):
+    return fresh_postgres_database(admin_url, "vaxhub_bench_verify")
 
 
 def load(url: str, citizens) -> None:

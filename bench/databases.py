@@ -1,0 +1,24 @@
+"""A throw-away PostgreSQL database for one benchmark run."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Callable
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+
+def fresh_postgres_database(admin_url: str, prefix: str) -> tuple[str, Callable[[], None]]:
+    """Create `<prefix>_<random>` through `admin_url`; return its URL and a function that drops it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
