@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         None, description="Service address overriding the WSDL's soap:address (an X-Road security server)."
     )
     registry_user_id: str | None = Field(None, description="X-Road userId sent with each registry call.")
+    social_insurance_url: str | None = Field(
+        None, description="API root of the social insurance registry; when set, the worker cross-checks each person there."
+    )
+    social_insurance_api_key: str | None = Field(None, description="X-API-Key sent to the social insurance registry.")
     registry_timeout: float = Field(10.0, gt=0, description="Seconds one registry call may take.")
     verification_concurrency: int = Field(32, ge=1, le=1024, description="Registry calls in flight per worker process.")
     verification_lease_seconds: float = Field(

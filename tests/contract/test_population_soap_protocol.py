@@ -160,7 +160,7 @@ def test_external_entity_envelope_is_refused_without_reading_the_file(sims):
 def test_entity_expansion_bomb_is_refused(sims):
     entities = '<!ENTITY a "aaaaaaaaaa">' + "".join(
         f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
-    bomb = envelope(f"<pr:LookupByOldId><pr:oldId>&i;</pr:oldId></pr:LookupByOldId>",
+    bomb = envelope("<pr:LookupByOldId><pr:oldId>&i;</pr:oldId></pr:LookupByOldId>",
                     prolog=f"<!DOCTYPE soapenv:Envelope [{entities}]>")
     response, document = post(sims, bomb)
     assert response.status_code == 500

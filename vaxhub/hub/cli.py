@@ -169,7 +169,7 @@ def worker(
     name: str = typer.Option(None, help="Worker name recorded on leases and results (default host:pid)."),
     until_idle: bool = typer.Option(False, help="Exit once no job is queued or in flight."),
 ) -> None:
-    """Verify queued Patients against the population registry (run one or more)."""
+    """Verify queued Patients against the population registry, cross-checked with social insurance when configured (run one or more)."""
     import signal
     import threading
 
@@ -184,7 +184,8 @@ def worker(
     for signum in (signal.SIGINT, signal.SIGTERM):
         # Stop claiming, finish and record the calls in flight, then exit.
         signal.signal(signum, lambda *_: stop.set())
-    console.print(f"verification worker: registry {settings.population_registry_wsdl}")
+    console.print(f"verification worker: registry {settings.population_registry_wsdl}, "
+                  f"social insurance {settings.social_insurance_url or 'not configured'}")
     recorded = run_worker(settings, engine, stop=stop, name=name, until_idle=until_idle, concurrency=concurrency)
     console.print(f"verification worker stopped: {recorded} results recorded")
 

@@ -96,12 +96,13 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     if not serve:
         sims.stop()
         return
-    # The verification worker drains the queue the sample data filled, against the SOAP simulator.
+    # The verification worker drains the queue the sample data filled: the SOAP
+    # population registry, cross-checked with the REST social-insurance simulator.
     import threading
 
     from vaxhub.hub.verification.worker import run_worker
 
-    worker_settings = settings.model_copy(update={"population_registry_wsdl": sims.population_wsdl_url, "verification_concurrency": 16})
+    worker_settings = settings.model_copy(update={"population_registry_wsdl": sims.population_wsdl_url, "social_insurance_url": sims.social_insurance_url, "social_insurance_api_key": sims.api_key, "verification_concurrency": 16})
     stop_worker = threading.Event()
     worker = threading.Thread(target=run_worker, args=(worker_settings, engine), kwargs={"stop": stop_worker}, name="verification-worker", daemon=True)
     worker.start()

@@ -1,4 +1,4 @@
-"""Tables of the identity verification queue (migration 0003).
+"""Tables of the identity verification queue (migrations 0003, 0005).
 
 - `verification_job` is the outbox and the verification state of each
   Patient, one row per Patient: the claim to put to the population registry
@@ -8,7 +8,9 @@
   A newer Patient version overwrites the row, which is how a pending job for
   an older version is superseded.
 - `verification_result` keeps every result ever recorded (append-only): which
-  registry said what about which Patient version, and when.
+  registry said what about which Patient version, and when. The `insurance_*`
+  columns (on both tables) hold the social insurance cross-check made with the
+  population call; NULL when no social insurance registry was configured.
 - `registry_circuit` is the shared circuit breaker of each registry, so that
   every worker process stops calling a registry that one of them found down,
   and operators can see it.
@@ -51,6 +53,8 @@ class VerificationJobRow(Base):
     mismatches: Mapped[dict[str, Any] | None] = mapped_column(DOCUMENT)
     registry_id: Mapped[str | None] = mapped_column(String(12))
     checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    insurance_status: Mapped[str | None] = mapped_column(String(16))
+    insurance_mismatches: Mapped[dict[str, Any] | None] = mapped_column(DOCUMENT)
 
     __table_args__ = (
         Index("ix_verification_job_claimable", "state", "available_at"),
@@ -72,6 +76,9 @@ class VerificationResultRow(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     worker: Mapped[str] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = mapped_column(DateTime)
+    insurance_status: Mapped[str | None] = mapped_column(String(16))
+    insurance_mismatches: Mapped[dict[str, Any] | None] = mapped_column(DOCUMENT)
+    insurance_message: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_verification_result_patient", "patient_id", "patient_version"),)
 

@@ -6,7 +6,9 @@ thin layers over them. A Patient's verification status is one of:
 result is still reported beside it), `verified`, `mismatch`, `not_found`,
 `unverifiable` (the claim cannot be put to the registry: no well-formed CCCD
 or CMND, no name or birth date) and `dead` (the queue gave up; an operator
-can requeue it).
+can requeue it). Beside the population result stands the social insurance
+cross-check, when the worker made one: `consistent`, `mismatch`,
+`not_enrolled`, `skipped` (nothing to look the person up by) or `error`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ STATUSES = ("pending", "verified", "mismatch", "not_found", "unverifiable", "dea
 REQUEUEABLE = frozenset(STATUSES) - {"pending"}
 VERIFICATION_SYSTEM = "https://vaxhub.vn/fhir/CodeSystem/identity-verification"
 VERIFICATION_EXTENSION = "https://vaxhub.vn/fhir/StructureDefinition/identity-verification"
-REGISTRY_DISPLAY = {"population-registry": "Cơ sở dữ liệu quốc gia về dân cư (national population registry)"}
+REGISTRY_DISPLAY = {
+    "population-registry": "Cơ sở dữ liệu quốc gia về dân cư (national population registry)",
+    "social-insurance": "Cơ sở dữ liệu quốc gia về bảo hiểm (social insurance registry)",
+}
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
 
 def _instant(moment: datetime | None) -> str | None:
@@ -157,14 +163,29 @@ def requeue(engine: Engine, *, patients: list[str] | None = None, status: str | 
         ).rowcount
 
 
+def _verifier(registry_name: str) -> dict[str, Any]:
+    return {
+        "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "verifier"}]},
+        "who": {"display": REGISTRY_DISPLAY.get(registry_name, registry_name)},
+    }
+
+
 def provenance(patient_id: str, result: Any) -> dict[str, Any]:
     """A recorded result as a FHIR R4 Provenance: which registry said what about
-    which Patient version, and when (hl7.org/fhir/R4/provenance.html)."""
-    extension = [{"url": "status", "valueCode": result.status}]
+    which Patient version, and when (hl7.org/fhir/R4/provenance.html). The
+    social insurance cross-check, when made, is a second verifier agent and a
+    nested `insurance` extension, so each registry's word stays apart."""
+    extension: list[dict[str, Any]] = [{"url": "status", "valueCode": result.status}]
     for name in sorted(result.mismatches or {}):
         extension.append({"url": "mismatch", "valueString": name})
     if result.registry_id:
         extension.append({"url": "registryId", "valueString": result.registry_id})
+    agents = [_verifier(result.registry_name)]
+    if result.insurance_status:
+        insurance: list[dict[str, Any]] = [{"url": "status", "valueCode": result.insurance_status}]
+        insurance += [{"url": "mismatch", "valueString": name} for name in sorted(result.insurance_mismatches or {})]
+        extension.append({"url": "insurance", "extension": insurance})
+        agents.append(_verifier("social-insurance"))
     return {
         "resourceType": "Provenance",
         "id": f"verification-{result.id}",
@@ -172,14 +193,9 @@ def provenance(patient_id: str, result: Any) -> dict[str, Any]:
         "recorded": format_instant(result.recorded_at),
         "activity": {"coding": [{"system": VERIFICATION_SYSTEM, "code": result.status}]},
         "agent": [
+            *agents,
             {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                     "code": "verifier"}]},
-                "who": {"display": REGISTRY_DISPLAY.get(result.registry_name, result.registry_name)},
-            },
-            {
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-                                     "code": "performer"}]},
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "performer"}]},
                 "who": {"display": f"vaxhub verification worker {result.worker}"},
             },
         ],
@@ -206,6 +222,10 @@ def patient_verification(engine: Engine, patient_id: str) -> dict[str, Any] | No
         "result": None if job.result_status is None else {
             "status": job.result_status, "version": job.result_version, "mismatches": job.mismatches or {},
             "registry_id": job.registry_id, "checked_at": _instant(job.checked_at),
+            "insurance": None if job.insurance_status is None else {
+                "status": job.insurance_status, "mismatches": job.insurance_mismatches or {},
+                "message": results[0].insurance_message if results else None,
+            },
         },
         "provenance": [provenance(patient_id, r) for r in results],
     }

@@ -29,6 +29,7 @@ from vaxhub.hub.storage.engine import WRITE_OPTION
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow, VerificationResultRow
 from vaxhub.hub.storage.store import utcnow
 from vaxhub.hub.verification.claims import claim_from_document
+from vaxhub.hub.verification.insurance import InsuranceCheck
 
 JOB = VerificationJobRow.__table__
 RESULT = VerificationResultRow.__table__
@@ -54,10 +55,12 @@ class ClaimedJob:
 
 @dataclass(frozen=True)
 class Completion:
-    """A result to record for a claimed job."""
+    """A result to record for a claimed job, with the social insurance
+    cross-check when one was made."""
 
     job: ClaimedJob
     result: VerificationResult
+    insurance: InsuranceCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,9 @@ def record(engine: Engine, outcomes: list[Completion | Reschedule], *, worker: s
                 "b_patient_id": o.job.patient_id, "b_status": STORED_STATUS[o.result.status],
                 "b_version": o.job.patient_version, "b_mismatches": _mismatch_document(o.result),
                 "b_registry_id": o.result.current_id,
+                # Always written, so a result without a cross-check clears an older one.
+                "b_insurance_status": o.insurance.status if o.insurance else None,
+                "b_insurance_mismatches": o.insurance.mismatch_document() if o.insurance else None,
             } for o in completions]
             conn.execute(
                 update(JOB).where(JOB.c.patient_id == bindparam("b_patient_id")).values(
@@ -144,6 +150,8 @@ def record(engine: Engine, outcomes: list[Completion | Reschedule], *, worker: s
                     result_status=bindparam("b_status"), result_version=bindparam("b_version"),
                     mismatches=bindparam("b_mismatches", type_=JOB.c.mismatches.type),
                     registry_id=bindparam("b_registry_id"), checked_at=now,
+                    insurance_status=bindparam("b_insurance_status"),
+                    insurance_mismatches=bindparam("b_insurance_mismatches", type_=JOB.c.insurance_mismatches.type),
                 ),
                 rows,
             )
@@ -152,6 +160,8 @@ def record(engine: Engine, outcomes: list[Completion | Reschedule], *, worker: s
                 "registry_name": registry, "status": row["b_status"], "mismatches": row["b_mismatches"],
                 "registry_id": o.result.current_id, "message": o.result.message,
                 "attempts": o.job.attempts, "worker": worker, "recorded_at": now,
+                "insurance_status": row["b_insurance_status"], "insurance_mismatches": row["b_insurance_mismatches"],
+                "insurance_message": o.insurance.message if o.insurance else None,
             } for o, row in zip(completions, rows)])
         if reschedules:
             conn.execute(

@@ -7,6 +7,11 @@ in batches, one transaction per batch. Registry calls are I/O-bound and the
 zeep client is synchronous, so threads give the concurrency; run several
 worker processes to use more cores.
 
+When a social insurance registry is configured, the same pool thread then
+cross-checks the person there (`insurance.py`); that second call never
+retries, reschedules or trips the breaker: its failure is recorded as `error`
+beside the population result.
+
 A failed call is rescheduled in the database with exponential backoff and
 full jitter (or the registry's Retry-After when throttled); a job that keeps
 failing, or fails in a way a retry cannot fix, becomes a dead letter. Nothing
@@ -31,9 +36,10 @@ from sqlalchemy import Engine
 
 from vaxhub.adapters.errors import RegistryError, RegistryThrottled
 from vaxhub.adapters.population_soap import SoapPopulationRegistry
-from vaxhub.adapters.ports import PopulationRegistry
+from vaxhub.adapters.ports import PopulationRegistry, SocialInsurance
 from vaxhub.hub.verification.backoff import backoff_delay
 from vaxhub.hub.verification.circuit import CircuitBreaker
+from vaxhub.hub.verification.insurance import build_social_insurance, cross_check
 from vaxhub.hub.verification.transport import PooledSoapTransport
 from vaxhub.hub.verification.queue import ClaimedJob, Completion, Reschedule, claim_jobs, queued_count, record
 from vaxhub.settings import Settings
@@ -95,9 +101,11 @@ class VerificationWorker:
         name: str | None = None,
         breaker: CircuitBreaker | None = None,
         rng: random.Random | None = None,
+        insurance: SocialInsurance | None = None,
     ):
         self.engine = engine
         self.registry = registry
+        self.insurance = insurance
         self.options = options
         self.name = name or default_worker_name()
         self.breaker = breaker or CircuitBreaker(engine, REGISTRY_NAME, worker=self.name)
@@ -120,11 +128,12 @@ class VerificationWorker:
             outcomes.put((job, exc))
         else:
             self.breaker.record_success()
-            outcomes.put((job, result))
+            insurance = cross_check(self.insurance, job.claim, result) if self.insurance is not None else None
+            outcomes.put((job, Completion(job, result, insurance)))
 
     def _decide(self, job: ClaimedJob, answer: object) -> Completion | Reschedule:
-        if not isinstance(answer, Exception):
-            return Completion(job, answer)  # type: ignore[arg-type]
+        if isinstance(answer, Completion):
+            return answer
         message = f"{type(answer).__name__}: {answer}"
         retryable = isinstance(answer, RegistryError) and answer.retryable
         if not retryable or job.attempts >= self.options.max_attempts:
@@ -197,7 +206,7 @@ class VerificationWorker:
 
 def run_worker(settings: Settings, engine: Engine, *, stop: threading.Event | None = None,
                name: str | None = None, until_idle: bool = False, **overrides: object) -> int:
-    """Build the registry client and breaker from settings and run a worker."""
+    """Build the registry clients and breaker from settings and run a worker."""
     options = WorkerOptions.from_settings(settings, **overrides)
     worker_name = name or default_worker_name()
     breaker = CircuitBreaker(
@@ -206,7 +215,11 @@ def run_worker(settings: Settings, engine: Engine, *, stop: threading.Event | No
         window=settings.registry_breaker_window,
     )
     registry = build_population_registry(settings, concurrency=options.concurrency)
-    return VerificationWorker(engine, registry, options=options, name=worker_name, breaker=breaker).run(
-        stop, until_idle=until_idle
-    )
+    insurance = build_social_insurance(settings)
+    try:
+        return VerificationWorker(engine, registry, options=options, name=worker_name, breaker=breaker,
+                                  insurance=insurance).run(stop, until_idle=until_idle)
+    finally:
+        if insurance is not None:
+            insurance.close()
 
