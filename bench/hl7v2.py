@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 from tests.hl7v2_messages import new_dose, vxu  # noqa: E402
 from vaxhub.fhir.hl7v2 import translate_vxu  # noqa: E402
 from vaxhub.fhir.normalise import build_cccd  # noqa: E402
+from vaxhub.hub.security.client_tools import generate_key, load_key, request_token  # noqa: E402
+from vaxhub.hub.security.clients import ClientRegistry  # noqa: E402
+from vaxhub.hub.storage.engine import make_engine  # noqa: E402
 
 console = Console(width=120)
 START, END = b"\x0b", b"\x1c\x0d"
@@ -67,9 +71,20 @@ def wait_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
     raise RuntimeError("the hub did not start")
 
 
-def over_http(texts: list[str], port: int, clients: int) -> float:
+def bearer(database_url: str, port: int, workdir: Path) -> dict[str, str]:
+    """Register a national sender (it writes for every site) and log it in."""
+    private, public, _kid = generate_key(workdir, "hl7-sender")
+    ClientRegistry(make_engine(database_url)).register(
+        "hl7-sender", name="benchmark HL7 sender", kind="system", jwks=orjson.loads(public.read_bytes()),
+        scopes="system/Patient.cruds system/Immunization.cruds",
+    )
+    token = request_token(f"http://127.0.0.1:{port}/auth/token", "hl7-sender", load_key(private))["access_token"]
+    return {"authorization": f"Bearer {token}"}
+
+
+def over_http(texts: list[str], port: int, clients: int, headers: dict[str, str]) -> float:
     def send(chunk: list[str]) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers) as c:
             for text in chunk:
                 r = c.post("/hl7v2", content=text.encode(), headers={"content-type": "x-application/hl7-v2+er7"})
                 assert "MSA|AA|" in r.text, r.text
@@ -80,7 +95,7 @@ def over_http(texts: list[str], port: int, clients: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def over_mllp(texts: list[str], port: int, clients: int) -> float:
+def over_mllp(texts: list[str], port: int, clients: int, _headers: dict[str, str]) -> float:
     def send(chunk: list[str]) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             for text in chunk:
@@ -98,12 +113,15 @@ def over_mllp(texts: list[str], port: int, clients: int) -> float:
 
 def run(command: list[str], texts: list[str], clients: int, send, workdir: Path, name: str) -> float:
     port = free_port()
-    env = {**os.environ, "VAXHUB_DATABASE_URL": f"sqlite:///{workdir / (name + '.db')}"}
+    database_url = f"sqlite:///{workdir / (name + '.db')}"
+    env = {**os.environ, "VAXHUB_DATABASE_URL": database_url, "VAXHUB_DATA_DIR": str(workdir / name),
+           "VAXHUB_RATE_LIMIT_PER_SECOND": "100000", "VAXHUB_RATE_LIMIT_BURST": "100000"}
     proc = subprocess.Popen([sys.executable, "-m", "vaxhub.hub.cli", *command, "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
-        return send(texts, port, clients)
+        headers = bearer(database_url, port, workdir) if command[0] == "serve" else {}
+        return send(texts, port, clients, headers)
     finally:
         proc.terminate()
         proc.wait(30)
