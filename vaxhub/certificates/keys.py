@@ -238,12 +238,10 @@ def certificate_algorithm(cert: x509.Certificate) -> Algorithm:
     return "ES256" if isinstance(cert.public_key(), ec.EllipticCurvePublicKey) else "PS256"
 
 
-@dataclass(frozen=True)
-class Signer:
-    """One document signer: its certificate, its private key and identifiers."""
+class CertificateIdentity:
+    """The DER form and DCC `kid` of a class's `certificate` (signers we hold, signers we trust)."""
 
     certificate: x509.Certificate
-    private_key: PrivateKey
 
     @property
     def der(self) -> bytes:
@@ -252,6 +250,14 @@ class Signer:
     @property
     def kid(self) -> bytes:
         return dcc_kid(self.der)
+
+
+@dataclass(frozen=True)
+class Signer(CertificateIdentity):
+    """One document signer: its certificate, its private key and identifiers."""
+
+    certificate: x509.Certificate
+    private_key: PrivateKey
 
     @property
     def jwk_kid(self) -> str:

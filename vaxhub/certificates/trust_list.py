@@ -19,27 +19,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from vaxhub.certificates.keys import Purpose, PublicKey, dcc_kid, signer_purposes
+from vaxhub.certificates.keys import CertificateIdentity, Purpose, PublicKey, dcc_kid, signer_purposes
 from vaxhub.errors import Issue, MalformedInput
 
 
 @dataclass(frozen=True)
-class TrustedSigner:
+class TrustedSigner(CertificateIdentity):
     """One trusted document-signer certificate."""
 
     certificate: x509.Certificate
     country: str
-
-    @property
-    def der(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.DER)
-
-    @property
-    def kid(self) -> bytes:
-        return dcc_kid(self.der)
 
     @property
     def fingerprint(self) -> str:

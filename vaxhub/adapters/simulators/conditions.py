@@ -93,3 +93,17 @@ class ConditionsController:
             if draw < c.error_rate + c.timeout_rate:
                 return Decision(Fate.HANG, delay=c.hang_seconds)
             return Decision(Fate.ANSWER, delay=delay)
+
+
+class ConditionedSimulator:
+    """`conditions` of a simulator, read and replaced through its `controller`."""
+
+    controller: ConditionsController
+
+    @property
+    def conditions(self) -> SimulatedConditions:
+        return self.controller.conditions
+
+    @conditions.setter
+    def conditions(self, conditions: SimulatedConditions) -> None:
+        self.controller.conditions = conditions

@@ -46,6 +46,7 @@ from vaxhub.adapters.fakes import verify_against_registry
 from vaxhub.adapters.ports import PersonClaim, VerificationStatus
 from vaxhub.adapters.registry_data import SyntheticRegistry
 from vaxhub.adapters.simulators.conditions import (
+    ConditionedSimulator,
     ConditionsController,
     Fate,
     SimulatedConditions,
@@ -135,7 +136,7 @@ class SoapFault(Exception):
         self.code, self.message, self.status, self.retry_after = code, message, status, retry_after
 
 
-class PopulationRegistrySimulator:
+class PopulationRegistrySimulator(ConditionedSimulator):
     """The ASGI app and its state: registry, conditions, schema.
 
     `app` is a Starlette application; mount it or run it with uvicorn.
@@ -155,14 +156,6 @@ class PopulationRegistrySimulator:
         self._wsdl = wsdl_text()
         self._schema = load_message_schema(self._wsdl)
         self.app = Starlette(routes=[Route(path, self._endpoint, methods=["GET", "POST"])])
-
-    @property
-    def conditions(self) -> SimulatedConditions:
-        return self.controller.conditions
-
-    @conditions.setter
-    def conditions(self, conditions: SimulatedConditions) -> None:
-        self.controller.conditions = conditions
 
     async def _endpoint(self, request: Request) -> Response:
         if request.method == "GET":

@@ -42,6 +42,7 @@ from vaxhub.adapters.agreement import BHXH_PATTERN, CCCD_PATTERN
 from vaxhub.adapters.ports import InsuranceRecord
 from vaxhub.adapters.registry_data import SyntheticRegistry
 from vaxhub.adapters.simulators.conditions import (
+    ConditionedSimulator,
     ConditionsController,
     Fate,
     SimulatedConditions,
@@ -76,7 +77,7 @@ def _problem(status: int, title: str, detail: str | None = None, headers: Mappin
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
-class SocialInsuranceSimulator:
+class SocialInsuranceSimulator(ConditionedSimulator):
     """The FastAPI app and its state: registry, credentials, issued tokens, conditions.
 
     `api_keys` are accepted in `X-API-Key`; `oauth_clients` maps client ids
@@ -100,14 +101,6 @@ class SocialInsuranceSimulator:
         self.tokens: dict[str, float] = {}  # token -> expiry (time.monotonic)
         self.tokens_issued = 0
         self.app = self._build_app()
-
-    @property
-    def conditions(self) -> SimulatedConditions:
-        return self.controller.conditions
-
-    @conditions.setter
-    def conditions(self, conditions: SimulatedConditions) -> None:
-        self.controller.conditions = conditions
 
     def revoke_all_tokens(self) -> None:
         self.tokens.clear()

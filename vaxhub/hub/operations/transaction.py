@@ -22,8 +22,7 @@ from vaxhub.fhir.resources import SUPPORTED_TYPES, validate_resource
 from vaxhub.fhir.search_query import SearchQuery, parse_search
 from vaxhub.fhir.outcome import operation_outcome, status_for
 from vaxhub.hub.operations.bundles import searchset, status_line
-from vaxhub.hub.storage.store import FhirStore, Stored, WriteGuard, WriteResult, Writer, format_instant
-from vaxhub.hub.storage.store import _identifier_keys as identifier_keys  # noqa: PLC2701
+from vaxhub.hub.storage.store import FhirStore, Stored, WriteGuard, WriteResult, Writer, format_instant, identifier_keys
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 

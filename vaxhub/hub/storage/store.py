@@ -372,7 +372,7 @@ class Writer:
         Criteria made only of `identifier` tokens with a system are answered from
         the claim table (and from this unit's pending creates) without a search.
         """
-        keys = _identifier_keys(query)
+        keys = identifier_keys(query)
         if keys is not None:
             self.prefetch_claims(keys)
             ids: list[str] = []
@@ -707,7 +707,7 @@ def _versions_with_content():
     ).select_from(VERSION.outerjoin(RESOURCE, current))
 
 
-def _identifier_keys(query: SearchQuery) -> list[tuple[str, str, str]] | None:
+def identifier_keys(query: SearchQuery) -> list[tuple[str, str, str]] | None:
     """(type, system, value) keys when every criterion is `identifier=system|value`."""
     if not query.criteria:
         return None
