@@ -267,6 +267,21 @@ SEARCH_PARAMS: dict[str, dict[str, SearchParam]] = {
     },
 }
 
+# A string parameter whose values include those of narrower ones: every family
+# and given name is also a `name`. The index keeps such a value once, under the
+# narrower parameter, and a search on `name` looks under all three: a Patient
+# needs about half the string index rows it would otherwise.
+INDEXED_UNDER: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Patient", "name"): ("name", "family", "given"),
+    ("Practitioner", "name"): ("name", "family", "given"),
+}
+
+
+def index_params(rtype: str, name: str) -> tuple[str, ...]:
+    """The index parameters a search on `name` reads."""
+    return INDEXED_UNDER.get((rtype, name), (name,))
+
+
 # The Patient compartment (hl7.org/fhir/R4/compartmentdefinition-patient.html):
 # which reference puts a resource in a patient's compartment.
 PATIENT_COMPARTMENT = {"Patient": None, "Immunization": "patient"}

@@ -48,6 +48,15 @@ def test_name_exact_respects_diacritics(client, people):
     assert ids(client, "Patient", **{"name:exact": "Hoa"}) == set()
 
 
+def test_name_finds_each_word_of_the_name(client, people):
+    # Single words are indexed once, under family or given; `name` must still find them.
+    for word in ("Trần", "Thị", "Hòa", "Thị Hòa", "Trần Thị Hòa"):
+        assert ids(client, "Patient", name=word) == {people["hoa"]}, word
+    assert ids(client, "Patient", **{"name:exact": "Thị"}) == {people["hoa"]}
+    assert ids(client, "Practitioner", name="ha") == {people["nurse"]}
+    assert ids(client, "Patient", **{"name:missing": "false"}) == {people["an"], people["hoa"], people["duc"]}
+
+
 def test_name_contains(client, people):
     assert ids(client, "Patient", **{"name:contains": "inh"}) == {people["duc"]}
 

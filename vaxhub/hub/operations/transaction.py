@@ -22,6 +22,7 @@ from vaxhub.fhir.resources import SUPPORTED_TYPES, validate_resource
 from vaxhub.fhir.search_query import SearchQuery, parse_search
 from vaxhub.fhir.outcome import operation_outcome, status_for
 from vaxhub.hub.operations.bundles import searchset, status_line
+from vaxhub.hub.storage.indexer import claimed_identifiers
 from vaxhub.hub.storage.store import FhirStore, Stored, WriteGuard, WriteResult, Writer, format_instant, identifier_keys
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -177,7 +178,10 @@ def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], d
     """
     mapping: dict[str, str] = {}
     matched: dict[int, Stored] = {}
+    # One lookup for every identifier the bundle names: its conditions and the
+    # identifiers its resources will claim.
     keys = [k for e in entries if e.criteria is not None and e.method in ("POST", "PUT") for k in (identifier_keys(e.criteria) or [])]
+    keys += [(e.rtype, system, value) for e in entries if e.resource is not None for system, value in claimed_identifiers(e.resource)]
     writer.prefetch_claims(keys)
     claimed_here: dict[tuple, str] = {}
     for e in sorted(entries, key=lambda x: ORDER.get(x.method, 9)):

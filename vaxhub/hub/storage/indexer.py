@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vaxhub.fhir.search_params import SEARCH_PARAMS, extract_all
+from vaxhub.fhir.search_params import INDEXED_UNDER, SEARCH_PARAMS, extract_all
 from vaxhub.fhir.text import fold, nfc
 
 _MAX = 255  # index columns are VARCHAR(255); longer values are searchable by prefix
@@ -30,13 +30,16 @@ class IndexRows:
 def index_rows(rtype: str, res_id: str, resource: dict) -> IndexRows:
     rows = IndexRows()
     key = {"res_type": rtype, "res_id": res_id}
-    for name, values in extract_all(rtype, resource).items():
+    extracted = extract_all(rtype, resource)
+    for name, values in extracted.items():
         kind = SEARCH_PARAMS[rtype][name].type
         if kind == "token":
             for system, code in values:
                 rows.token.append({**key, "param": name, "system": (system or "")[:_MAX], "value": code[:_MAX]})
         elif kind == "string":
-            seen: set[str] = set()
+            # Values a narrower parameter indexes already are found through it.
+            narrower = INDEXED_UNDER.get((rtype, name), (name,))[1:]
+            seen: set[str] = {nfc(v)[:_MAX] for other in narrower for v in extracted.get(other, ())}
             for text in values:
                 exact = nfc(text)[:_MAX]
                 if exact in seen:

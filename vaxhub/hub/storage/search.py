@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select
 
-from vaxhub.fhir.search_params import get_param
+from vaxhub.fhir.search_params import get_param, index_params
 from vaxhub.fhir.search_query import Criterion, DateValue, ReferenceValue, SearchQuery, TokenValue
 from vaxhub.hub.storage.tables import DateIndexRow, ReferenceIndexRow, ResourceRow, StringIndexRow, TokenIndexRow
 
@@ -78,7 +78,8 @@ def _criterion_clause(rtype: str, crit: Criterion) -> ColumnElement[bool]:
         return or_(*ranges)
     table = _INDEX[crit.param.type]
     c = table.c
-    base = and_(c.res_type == rtype, c.param == name)
+    params = index_params(rtype, name)
+    base = and_(c.res_type == rtype, c.param == name if len(params) == 1 else c.param.in_(params))
     if crit.modifier == "missing":
         present = exists().where(base, c.res_id == R.res_id)
         return not_(present) if crit.values[0] else present
@@ -106,7 +107,7 @@ def _sort_key(query: SearchQuery, name: str):
     column = table.c[{"date": "start", "string": "value_fold", "token": "value"}[param.type]]
     return (
         select(func.min(column))
-        .where(table.c.res_type == query.rtype, table.c.param == name, table.c.res_id == R.res_id)
+        .where(table.c.res_type == query.rtype, table.c.param.in_(index_params(query.rtype, name)), table.c.res_id == R.res_id)
         .scalar_subquery()
     )
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -348,22 +348,16 @@ class Writer:
             self._claim_cache[key] = found.get(key)
 
     def _claim_owners(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
-        # One `value IN (…)` query per resource type on the key's (type, value, system)
-        # index; row-value IN lists are not planned as index lookups everywhere.
+        # One query for all types: `value IN (…)` per type on the claim's (type, value,
+        # system) key; row-value IN lists are not planned as index lookups everywhere.
         groups: dict[str, set[str]] = {}
         for rtype, _system, value in keys:
             groups.setdefault(rtype, set()).add(value)
         wanted = set(keys)
         owners: dict[tuple[str, str, str], str] = {}
-        for rtype, value_set in groups.items():
-            values = sorted(value_set)
-            for start in range(0, len(values), 500):
-                rows = self.conn.execute(
-                    select(CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(
-                        CLAIM.c.res_type == rtype, CLAIM.c.value.in_(values[start : start + 500])
-                    )
-                ).all()
-                owners |= {(rtype, r.system, r.value): r.res_id for r in rows if (rtype, r.system, r.value) in wanted}
+        for clause in _in_lists(groups, CLAIM.c.res_type, CLAIM.c.value):
+            rows = self.conn.execute(select(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(clause)).all()
+            owners |= {(r.res_type, r.system, r.value): r.res_id for r in rows if (r.res_type, r.system, r.value) in wanted}
         return owners
 
     def find(self, query: SearchQuery) -> list[tuple[str, str]]:
@@ -618,15 +612,9 @@ class Writer:
         for t, i, _, _ in missing:
             by_type.setdefault(t, set()).add(i)
         found: set[tuple[str, str]] = set()
-        for rtype, ids in by_type.items():
-            id_list = sorted(ids)
-            for start in range(0, len(id_list), 500):
-                rows = self.conn.execute(
-                    select(RESOURCE.c.res_id).where(
-                        RESOURCE.c.res_type == rtype, RESOURCE.c.res_id.in_(id_list[start : start + 500]), RESOURCE.c.deleted.is_(False)
-                    )
-                ).all()
-                found |= {(rtype, r.res_id) for r in rows}
+        for clause in _in_lists(by_type, RESOURCE.c.res_type, RESOURCE.c.res_id):
+            rows = self.conn.execute(select(RESOURCE.c.res_type, RESOURCE.c.res_id).where(clause, RESOURCE.c.deleted.is_(False))).all()
+            found |= {(r.res_type, r.res_id) for r in rows}
         issues = [Issue(f"Reference {ref} does not resolve to a stored resource", path, "not-found") for t, i, path, ref in missing if (t, i) not in found]
         if issues:
             raise InvalidResource(f"{issues[0].expression}: {issues[0].message}", issues)
@@ -705,6 +693,24 @@ def _versions_with_content():
         VERSION.c.method,
         func.coalesce(VERSION.c.content, RESOURCE.c.content).label("content"),
     ).select_from(VERSION.outerjoin(RESOURCE, current))
+
+
+def _in_lists(groups: dict[str, set[str]], type_col, value_col, *, limit: int = 500) -> Iterator[ColumnElement[bool]]:
+    """`(type = t1 AND value IN (…)) OR (type = t2 AND …)` clauses of at most `limit`
+    values each: one round trip for a whole bundle's lookups, each arm an index range."""
+    arms: list[ColumnElement[bool]] = []
+    size = 0
+    for rtype in sorted(groups):
+        values = sorted(groups[rtype])
+        for start in range(0, len(values), limit):
+            chunk = values[start : start + limit]
+            if arms and size + len(chunk) > limit:
+                yield or_(*arms)
+                arms, size = [], 0
+            arms.append(and_(type_col == rtype, value_col.in_(chunk)))
+            size += len(chunk)
+    if arms:
+        yield or_(*arms)
 
 
 def identifier_keys(query: SearchQuery) -> list[tuple[str, str, str]] | None:
