@@ -74,12 +74,14 @@ def test_no_patient_is_lost_or_verified_twice_when_a_worker_is_killed(hub_store,
             while results_recorded(engine) < PATIENTS // 3:
                 assert time.monotonic() - started < 600, "the workers stalled before the kill"
                 time.sleep(0.2)
+            workers["w1"].send_signal(signal.SIGKILL)
+            workers["w1"].wait(10)
+            # Read after the kill, before the leases expire: exactly what the victim
+            # held when it died (read before, it could still finish some of them).
             with engine.connect() as conn:
                 held_by_victim = set(conn.execute(
                     select(JOB.c.patient_id).where(JOB.c.leased_by == "w1", JOB.c.lease_token.is_not(None))
                 ).scalars())
-            workers["w1"].send_signal(signal.SIGKILL)
-            workers["w1"].wait(10)
             workers["w3"] = start_worker(db_url, sims.population_wsdl_url, "w3")
             pusher.join(600)
             while status_counts(engine)["counts"]["pending"]:

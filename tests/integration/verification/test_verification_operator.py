@@ -10,6 +10,9 @@ from typer.testing import CliRunner
 from tests.integration.verification.verification_builders import AN, DUC, HOA, HUONG, OTHER_SITE, SITE, patient_of, store_patients
 from vaxhub.adapters.fakes import InMemoryPopulationRegistry
 from vaxhub.hub.cli import app as cli
+from vaxhub.hub.security.policy import SiteWriteGuard
+from vaxhub.hub.security.principal import SYSTEM, Principal
+from vaxhub.hub.security.scopes import parse_scopes
 from vaxhub.hub.verification.worker import VerificationWorker, WorkerOptions
 
 
@@ -82,10 +85,40 @@ def test_the_cli_reports_and_requeues(hub_store, engine, registry, monkeypatch):
     assert runner.invoke(cli, ["verification", "requeue"]).exit_code == 2
 
 
-def test_queue_views_need_a_national_verification_operator(hub, ops_client):
+def test_queue_views_need_an_operator_with_the_verification_role(hub, ops_client):
     _app, raw, login = hub
-    site_operator = login("site-desk", "system/Patient.rs", kind="operator", roles="verification", site="79001")
+    clerk = login("site-clerk", "system/Patient.rs", kind="operator", site="79001")  # no verification role
     system = login("some-hospital", "system/*.cruds")
-    for headers in ({}, site_operator, system):
+    for headers in ({}, clerk, system):
         assert raw.get("/ops/verification/status", headers=headers).status_code in (401, 403)
     assert ops_client.get("/ops/verification/status").status_code == 200
+
+
+def test_a_site_operator_sees_and_requeues_only_its_own_sites_patients(hub, hub_store, engine, registry, ops_client):
+    _app, raw, login = hub
+
+    def written_by(site_code: str, patients: list[dict]) -> list[str]:
+        writer_principal = Principal(SYSTEM, f"site-{site_code}", client_id=f"site-{site_code}", site_code=site_code,
+                                     scopes=tuple(parse_scopes("system/*.cru")))
+        with hub_store.writer(guard=SiteWriteGuard(writer_principal)) as w:
+            for site in {p["managingOrganization"]["reference"] for p in patients}:
+                w.update("Organization", site.split("/")[1], {"resourceType": "Organization", "name": site})
+            return [w.create(p).stored.id for p in patients]
+
+    hanoi = written_by("01001", [patient_of(AN, gender="female"), patient_of(HOA, birthDate="1959")])
+    saigon = written_by("79001", [patient_of(HUONG, site=OTHER_SITE, name=[{"text": "Pham Thu Huong"}]), patient_of(DUC, site=OTHER_SITE)])
+    verify_all(engine, registry)
+    desk = login("hcm-desk", "system/Patient.rs", kind="operator", roles="verification", site="79001")
+
+    status = raw.get("/ops/verification/status", headers=desk).json()
+    assert status["counts"] == {"pending": 0, "verified": 1, "mismatch": 1, "not_found": 0, "unverifiable": 0, "dead": 0}
+    assert ops_client.get("/ops/verification/status").json()["counts"]["mismatch"] == 3  # the national view sees all
+    mismatching = raw.get("/ops/verification/mismatches", headers=desk).json()
+    assert [i["patient"] for i in mismatching["items"]] == [f"Patient/{saigon[0]}"]
+    # Naming another site's Patients or that site's reference changes nothing.
+    assert raw.post("/ops/verification/requeue", headers=desk, json={"patients": hanoi}).json() == {"requeued": 0}
+    assert raw.post("/ops/verification/requeue", headers=desk, json={"status": "mismatch"}).json() == {"requeued": 1}
+    counts = ops_client.get("/ops/verification/status").json()["counts"]
+    assert counts["pending"] == 1 and counts["mismatch"] == 2
+    assert raw.get(f"/ops/verification/patients/{hanoi[0]}", headers=desk).status_code == 404
+    assert raw.get(f"/ops/verification/patients/{saigon[0]}", headers=desk).status_code == 200

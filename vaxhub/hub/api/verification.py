@@ -33,26 +33,22 @@ class RequeueRequest(BaseModel):
 VERIFICATION_ROLE = "verification"
 
 
-def national_operator(who: Principal = Depends(principal)) -> Principal:
-    """The queue-wide views are for national operators with the `verification` role.
-
-    A site-scoped operator is refused here: the queue groups by managing
-    Organization, and the mapping from an operator's site code to it is not kept yet.
-    """
+def queue_operator(who: Principal = Depends(principal)) -> Principal:
+    """The queue views are for operators with the `verification` role; an
+    operator scoped to a site sees, counts and requeues that site's Patients only
+    (those whose records the site wrote)."""
     if who.kind != OPERATOR or VERIFICATION_ROLE not in who.roles:
         raise Forbidden("The verification queue views need an operator token with the 'verification' role")
-    if who.site_code is not None:
-        raise Forbidden("Queue-wide views are for national operators; a site operator sees its Patients one by one")
     return who
 
 
 def build_router(engine: Engine, store: FhirStore | None = None) -> APIRouter:
     router = APIRouter(prefix="/ops/verification", tags=["Operations: identity verification"], dependencies=[Depends(interaction)])
-    operator = Depends(national_operator)
+    operator = Depends(queue_operator)
 
     @router.get("/status", summary="Patients per verification status, jobs in flight, registry circuit breakers")
-    def status(_who: Principal = operator) -> dict[str, Any]:
-        return operator_view.status_counts(engine)
+    def status(who: Principal = operator) -> dict[str, Any]:
+        return operator_view.status_counts(engine, site_code=who.site_code)
 
     @router.get("/mismatches", summary="Mismatching Patients, counted by site and field")
     def mismatches(
@@ -60,22 +56,24 @@ def build_router(engine: Engine, store: FhirStore | None = None) -> APIRouter:
         field: str | None = Query(None, description="full_name, birth_date or sex"),
         count: int = Query(100, alias="_count", ge=1, le=1000),
         offset: int = Query(0, alias="_offset", ge=0),
-        _who: Principal = operator,
+        who: Principal = operator,
     ) -> dict[str, Any]:
-        return operator_view.mismatches(engine, site=site, field=field, limit=count, offset=offset)
+        return operator_view.mismatches(engine, site=site, field=field, limit=count, offset=offset, site_code=who.site_code)
 
     @router.get("/dead", summary="Dead letters: jobs the queue gave up on, with their last error")
     def dead(
         count: int = Query(100, alias="_count", ge=1, le=1000),
         offset: int = Query(0, alias="_offset", ge=0),
-        _who: Principal = operator,
+        who: Principal = operator,
     ) -> dict[str, Any]:
-        return operator_view.dead_letters(engine, limit=count, offset=offset)
+        return operator_view.dead_letters(engine, limit=count, offset=offset, site_code=who.site_code)
 
     @router.post("/requeue", summary="Verify the selected Patients again")
-    def requeue(request: RequeueRequest, _who: Principal = operator) -> dict[str, Any]:
+    def requeue(request: RequeueRequest, who: Principal = operator) -> dict[str, Any]:
         try:
-            count = operator_view.requeue(engine, patients=request.patients, status=request.status, site=request.site)
+            count = operator_view.requeue(
+                engine, patients=request.patients, status=request.status, site=request.site, site_code=who.site_code
+            )
         except ValueError as exc:
             raise InvalidResource(str(exc), [Issue(str(exc), "requeue", "required")]) from None
         return {"requeued": count}

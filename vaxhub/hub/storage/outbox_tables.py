@@ -1,4 +1,4 @@
-"""Tables of the identity verification queue (migrations 0003, 0005).
+"""Tables of the identity verification queue (migrations 0003, 0005, 0008).
 
 - `verification_job` is the outbox and the verification state of each
   Patient, one row per Patient: the claim to put to the population registry
@@ -38,6 +38,9 @@ class VerificationJobRow(Base):
     claim: Mapped[dict[str, Any]] = mapped_column(DOCUMENT)
     site_ref: Mapped[str | None] = mapped_column(String(255))
     site_name: Mapped[str | None] = mapped_column(String(255))
+    # The site code that wrote the Patient (its `meta.source`), which a site
+    # operator's views are limited to; NULL for records loaded nationally.
+    site_code: Mapped[str | None] = mapped_column(String(64))
     # queued (waiting or leased) | done | dead
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -59,6 +62,7 @@ class VerificationJobRow(Base):
     __table_args__ = (
         Index("ix_verification_job_claimable", "state", "available_at"),
         Index("ix_verification_job_result", "result_status", "site_ref"),
+        Index("ix_verification_job_site_code", "site_code", "result_status"),
     )
 
 

@@ -77,8 +77,10 @@ class CircuitBreaker:
         while half-open, for the worker holding the probe)."""
         if self.probing:
             return True
-        if self._state == "closed" and time.monotonic() - self._read_at < self.refresh_seconds:
-            return True
+        # The shared row is re-read at most once per `refresh_seconds`; a trip by
+        # this worker counts at once, before its write of the row is visible.
+        if self._state in ("closed", "open") and time.monotonic() - self._read_at < self.refresh_seconds:
+            return self._state == "closed"
         with self.engine.connect() as conn:
             row = conn.execute(select(CIRCUIT).where(CIRCUIT.c.registry_name == self.registry)).one()
         self._state, self._read_at = row.state, time.monotonic()
@@ -124,6 +126,9 @@ class CircuitBreaker:
             trip = probing or (len(self._recent) == self.window and failures >= self.failure_ratio * self.window)
             if trip:
                 self._recent.clear()
+                # Stop this worker's own claims at once, before the shared row says
+                # so: otherwise its loop may claim again in the moment between.
+                self._state, self._read_at = "open", time.monotonic()
         if not trip:
             return
         now = self.clock()

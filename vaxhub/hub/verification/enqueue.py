@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from vaxhub.hub.security.policy import owner_of
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import Stored, Writer
 from vaxhub.hub.verification.claims import claim_document, patient_site, person_claim
@@ -28,7 +29,7 @@ JOB = VerificationJobRow.__table__
 
 # Columns a newer Patient version resets; the latest result stays until replaced.
 _RESET_ON_ENQUEUE = (
-    "patient_version", "claim", "site_ref", "site_name", "state", "attempts",
+    "patient_version", "claim", "site_ref", "site_name", "site_code", "state", "attempts",
     "available_at", "lease_token", "leased_by", "enqueued_at", "last_error",
 )
 
@@ -62,6 +63,7 @@ class VerificationEnqueuer:
             "claim": claim_document(claim),
             "site_ref": site_ref,
             "site_name": site_name,
+            "site_code": owner_of(stored.content),
             "state": "queued",
             "attempts": 0,
             "available_at": writer.now,

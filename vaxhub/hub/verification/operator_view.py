@@ -58,23 +58,30 @@ def _status_condition(status: str):
     return and_(JOB.c.state == "done", JOB.c.result_status == status)
 
 
-def status_counts(engine: Engine, *, now: datetime | None = None) -> dict[str, Any]:
-    """Patients per status, jobs in flight, and each registry's circuit breaker."""
+def _of_site(site_code: str | None) -> list:
+    """The condition limiting a view to one site's Patients (none for national views)."""
+    return [] if site_code is None else [JOB.c.site_code == site_code]
+
+
+def status_counts(engine: Engine, *, now: datetime | None = None, site_code: str | None = None) -> dict[str, Any]:
+    """Patients per status, jobs in flight, and each registry's circuit breaker;
+    with `site_code`, only the Patients that site wrote."""
     now = now or utcnow()
     counts = dict.fromkeys(STATUSES, 0)
+    scope = _of_site(site_code)
     with engine.connect() as conn:
         for state, result_status, count in conn.execute(
-            select(JOB.c.state, JOB.c.result_status, func.count()).group_by(JOB.c.state, JOB.c.result_status)
+            select(JOB.c.state, JOB.c.result_status, func.count()).where(*scope).group_by(JOB.c.state, JOB.c.result_status)
         ):
             counts[_status_of(state, result_status)] += count
         in_flight = conn.execute(
             select(func.count()).select_from(JOB).where(
-                JOB.c.state == "queued", JOB.c.lease_token.is_not(None), JOB.c.available_at > now
+                JOB.c.state == "queued", JOB.c.lease_token.is_not(None), JOB.c.available_at > now, *scope
             )
         ).scalar_one()
         retrying = conn.execute(
             select(func.count()).select_from(JOB).where(
-                JOB.c.state == "queued", JOB.c.lease_token.is_(None), JOB.c.attempts > 0
+                JOB.c.state == "queued", JOB.c.lease_token.is_(None), JOB.c.attempts > 0, *scope
             )
         ).scalar_one()
         circuits = [
@@ -89,12 +96,12 @@ def status_counts(engine: Engine, *, now: datetime | None = None) -> dict[str, A
 
 
 def mismatches(engine: Engine, *, site: str | None = None, field: str | None = None,
-               limit: int = 100, offset: int = 0) -> dict[str, Any]:
+               limit: int = 100, offset: int = 0, site_code: str | None = None) -> dict[str, Any]:
     """Mismatching Patients, counted by site and field, and listed (filtered by
-    site reference and/or field name)."""
+    site reference and/or field name; with `site_code`, one site's Patients)."""
     stmt = select(
         JOB.c.patient_id, JOB.c.result_version, JOB.c.site_ref, JOB.c.site_name, JOB.c.mismatches, JOB.c.checked_at
-    ).where(JOB.c.state == "done", JOB.c.result_status == "mismatch")
+    ).where(JOB.c.state == "done", JOB.c.result_status == "mismatch", *_of_site(site_code))
     if site:
         stmt = stmt.where(JOB.c.site_ref == site)
     by_site_field: Counter[tuple[str | None, str | None, str]] = Counter()
@@ -119,13 +126,14 @@ def mismatches(engine: Engine, *, site: str | None = None, field: str | None = N
     return {"by_site_and_field": summary, "total": len(items), "items": items[offset: offset + limit]}
 
 
-def dead_letters(engine: Engine, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+def dead_letters(engine: Engine, *, limit: int = 100, offset: int = 0, site_code: str | None = None) -> dict[str, Any]:
+    scope = _of_site(site_code)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(JOB).where(JOB.c.state == "dead")).scalar_one()
+        total = conn.execute(select(func.count()).select_from(JOB).where(JOB.c.state == "dead", *scope)).scalar_one()
         rows = conn.execute(
             select(JOB.c.patient_id, JOB.c.patient_version, JOB.c.site_ref, JOB.c.attempts, JOB.c.last_error,
                    JOB.c.available_at, JOB.c.enqueued_at)
-            .where(JOB.c.state == "dead").order_by(JOB.c.available_at, JOB.c.patient_id).offset(offset).limit(limit)
+            .where(JOB.c.state == "dead", *scope).order_by(JOB.c.available_at, JOB.c.patient_id).offset(offset).limit(limit)
         ).all()
     return {
         "total": total,
@@ -139,15 +147,16 @@ def dead_letters(engine: Engine, *, limit: int = 100, offset: int = 0) -> dict[s
 
 
 def requeue(engine: Engine, *, patients: list[str] | None = None, status: str | None = None,
-            site: str | None = None, now: datetime | None = None) -> int:
+            site: str | None = None, now: datetime | None = None, site_code: str | None = None) -> int:
     """Queue again the selected Patients' jobs (attempts reset); jobs already
-    queued are left alone. Returns how many were requeued."""
+    queued are left alone, and with `site_code` only that site's. Returns how
+    many were requeued."""
     if status is not None and status not in REQUEUEABLE:
         raise ValueError(f"cannot requeue status {status!r}; one of {', '.join(sorted(REQUEUEABLE))}")
     if not (patients or status or site):
         raise ValueError("say which jobs to requeue: patients, a status or a site")
     now = now or utcnow()
-    conditions = [JOB.c.state != "queued"]
+    conditions = [JOB.c.state != "queued", *_of_site(site_code)]
     if patients:
         conditions.append(JOB.c.patient_id.in_([p.removeprefix("Patient/") for p in patients]))
     if status:
