@@ -21,6 +21,7 @@ venv: $(STAMP)
 # The suite runs every storage and API test on SQLite and on PostgreSQL.
 test: venv
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	VAXHUB_TEST_POSTGRES_URL=$(PG_URL) $(BIN)/python -m pytest -n 2 -q
 
 # SQLite only, for a machine without PostgreSQL.

@@ -9,8 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+DEVELOPMENT_CERT_PASSPHRASE = "vaxhub-development-only"
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "change_me", "changethis", "placeholder", "secret", "password", "passphrase", DEVELOPMENT_CERT_PASSPHRASE}
+)
 
 
 class Settings(BaseSettings):
@@ -77,9 +83,29 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = Field(50.0, gt=0, description="Sustained requests per second per caller and process.")
     rate_limit_burst: int = Field(200, ge=1)
     audit_chains: int = Field(8, ge=1, le=64, description="Parallel hash chains of the audit trail.")
+    # Health certificates (EU DCC, SMART Health Cards, WHO DDCC:VS): `vaxhub keys init`.
+    cert_keys_dir: Path | None = Field(None, description="Key store of the certificate signers (CSCA and document signers); default data_dir/cert-keys.")
+    cert_passphrase: SecretStr | None = Field(None, description="Passphrase encrypting the signers' private keys; required (not a placeholder) in production.")
+    cert_country: str = Field("VN", pattern=r"^[A-Z]{2}$", description="Issuing country (CWT `iss`, UVCI, certificate subjects).")
+    cert_issuer: str = Field("Ministry of Health of Viet Nam", description="Certificate issuer named in each DCC (`v.is`), DDCC and PDF.")
+    cert_valid_days: int = Field(365, ge=1, le=3650, description="Validity of an issued certificate (never beyond its signer's).")
+    shc_issuer_url: str | None = Field(None, description="`iss` of SMART Health Cards (keys at iss + /.well-known/jwks.json); default public_url + /shc.")
 
     def signing_key_path(self) -> Path:
         return self.auth_signing_key_file or self.data_dir / "auth-signing-key.pem"
+
+    def cert_keys_path(self) -> Path:
+        return self.cert_keys_dir or self.data_dir / "cert-keys"
+
+    def cert_passphrase_bytes(self) -> bytes:
+        """The key store passphrase; in development a fixed one stands in for a
+        missing one, elsewhere a missing, short or placeholder passphrase is refused."""
+        given = self.cert_passphrase.get_secret_value() if self.cert_passphrase else ""
+        if self.environment == "development":
+            return (given or DEVELOPMENT_CERT_PASSPHRASE).encode("utf-8")
+        if given.strip().lower() in PLACEHOLDER_SECRETS or len(given) < 12:
+            raise ValueError("VAXHUB_CERT_PASSPHRASE must be set to a real passphrase (12 characters or more) outside development")
+        return given.encode("utf-8")
 
 
 def load_settings(**overrides: object) -> Settings:

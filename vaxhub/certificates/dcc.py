@@ -14,10 +14,12 @@ signer that shares a `kid`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
+import os
 import re
+import threading
 import unicodedata
-import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +68,7 @@ _ICAO_FILLERS = {" ", "-", ",", "\u2010", "\u2011", "\u00a0"}
 NAME_MAX_LENGTH = 80
 
 
+@functools.lru_cache(maxsize=16384)  # names repeat: a cache hit is most of a certificate's hcert
 def transliterate_icao(name: str) -> str:
     """Machine-readable form of a name for `fnt`/`gnt` (DCC schema 1.3.0 §nam,
     pattern `^[A-Z<]*$`, at most 80 characters), by ICAO Doc 9303 Part 3 §6:
@@ -125,8 +128,8 @@ def new_uvci(
 ) -> str:
     """A new UVCI `URN:UVCI:01:<CC>:[<entity>/]<opaque>[#<check>]` (Annex 2,
     option 3 when an issuing entity is given). The opaque part defaults to 32
-    upper-case hex digits of a random UUID; the check character is optional."""
-    opaque = opaque or uuid.uuid4().hex.upper()
+    upper-case hex digits of 128 random bits; the check character is optional."""
+    opaque = opaque or os.urandom(16).hex().upper()  # 128 random bits
     body = f"URN:UVCI:01:{country.upper()}:" + (f"{issuing_entity.upper()}/" if issuing_entity else "") + opaque.upper()
     if not _UVCI_PATTERN.match(body):
         raise InputError(f"UVCI {body!r} uses characters outside A-Z 0-9 / :")
@@ -175,20 +178,31 @@ class DccVaccination:
     target: str = COVID19_SNOMED  # tg
 
 
+@functools.lru_cache(maxsize=65536)  # a few tens of thousands of birth days cover a population
+def _check_birth_date(birth_date: str) -> None:
+    """Refuse a `dob` that is not YYYY, YYYY-MM or YYYY-MM-DD (DCC schema 1.3.0) or no calendar date."""
+    if not _DOB_PATTERN.match(birth_date):
+        raise InputError(f"birth date {birth_date!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
+    if birth_date:
+        parts = [int(p) for p in birth_date.split("-")]
+        try:
+            dt.date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+        except ValueError as exc:
+            raise InputError(f"birth date {birth_date!r} is not a calendar date") from exc
+
+
+@functools.lru_cache(maxsize=16384)
+def _clean_name(name: str) -> str:
+    return unicodedata.normalize("NFC", name).strip()
+
+
 def build_hcert(person: DccPerson, vaccination: DccVaccination) -> dict[str, Any]:
     """The hcert JSON for one vaccination (DCC schema 1.3.0, `ver`, `nam`,
     `dob`, `v`). Names are NFC-normalised and trimmed (schema guidance: no
     surrounding whitespace); `fnt`/`gnt` are their ICAO transliterations."""
-    if not _DOB_PATTERN.match(person.birth_date):
-        raise InputError(f"birth date {person.birth_date!r} is not YYYY, YYYY-MM or YYYY-MM-DD")
-    if person.birth_date:
-        parts = [int(p) for p in person.birth_date.split("-")]
-        try:
-            dt.date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
-        except ValueError as exc:
-            raise InputError(f"birth date {person.birth_date!r} is not a calendar date") from exc
-    family = unicodedata.normalize("NFC", person.family_name).strip()
-    given = unicodedata.normalize("NFC", person.given_name).strip() if person.given_name else ""
+    _check_birth_date(person.birth_date)
+    family = _clean_name(person.family_name)
+    given = _clean_name(person.given_name) if person.given_name else ""
     if not family and not given:
         raise InputError("a DCC needs a family or a given name")
     nam: dict[str, str] = {}
@@ -237,16 +251,35 @@ def build_cwt_claims(
 # --------------------------------------------------------------------------
 
 
+_encoders = threading.local()
+
+
+def _cbor(value: Any) -> bytes:
+    """`cbor2.dumps(value)`, with one encoder kept per thread: building a new
+    encoder costs more than encoding a certificate's claims."""
+    encoder = getattr(_encoders, "encoder", None)
+    if encoder is None:
+        encoder = _encoders.encoder = cbor2.CBOREncoder(io.BytesIO())
+    buffer = encoder.fp
+    buffer.seek(0)
+    buffer.truncate()
+    encoder.encode(value)
+    return buffer.getvalue()
+
+
 def _sig_structure(protected: bytes, payload: bytes) -> bytes:
     """RFC 8152 §4.4 Sig_structure for COSE_Sign1, empty external AAD."""
-    return cbor2.dumps(["Signature1", protected, b"", payload])
+    return _cbor(["Signature1", protected, b"", payload])
+
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def _sign(key: PrivateKey, algorithm: str, data: bytes) -> bytes:
     if algorithm == "ES256":
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise InputError("ES256 needs an EC P-256 key")
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(key.sign(data, _ECDSA_SHA256))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
     if algorithm == "PS256":
         if not isinstance(key, rsa.RSAPrivateKey):
@@ -280,6 +313,15 @@ def _verify_signature(public_key: Any, algorithm: str, signature: bytes, data: b
     return False
 
 
+@functools.lru_cache(maxsize=64)
+def _protected_header(alg_id: int, kid: bytes | None) -> bytes:
+    """The serialised protected header (HCERT §3.3.2: `alg`, and `kid` when it goes there); one per signer."""
+    header: dict[int, Any] = {COSE_HEADER_ALG: alg_id}
+    if kid is not None:
+        header[COSE_HEADER_KID] = kid
+    return cbor2.dumps(header)
+
+
 def sign_cose(
     payload: bytes,
     signer: Signer,
@@ -293,15 +335,13 @@ def sign_cose(
     `"18"` (COSE_Sign1 tag, the HCERT form), `"none"` or `"61"` (tag 18
     wrapped in the CWT tag)."""
     algorithm = signer.algorithm
-    header: dict[int, Any] = {COSE_HEADER_ALG: COSE_ALGORITHM_IDS[algorithm]}
+    kid = signer.kid
     unprotected: dict[int, Any] = {}
-    if kid_in == "protected":
-        header[COSE_HEADER_KID] = signer.kid
-    elif kid_in == "unprotected":
-        unprotected[COSE_HEADER_KID] = signer.kid
-    else:
+    if kid_in == "unprotected":
+        unprotected[COSE_HEADER_KID] = kid
+    elif kid_in != "protected":
         raise InputError("kid_in is 'protected' or 'unprotected'")
-    protected = cbor2.dumps(header)
+    protected = _protected_header(COSE_ALGORITHM_IDS[algorithm], kid if kid_in == "protected" else None)
     signature = _sign(signer.private_key, algorithm, _sig_structure(protected, payload))
     message: Any = [protected, unprotected, payload, signature]
     if tagging == "18":
@@ -310,12 +350,26 @@ def sign_cose(
         message = cbor2.CBORTag(CWT_TAG, cbor2.CBORTag(COSE_SIGN1_TAG, message))
     elif tagging != "none":
         raise InputError("tagging is '18', 'none' or '61'")
-    return cbor2.dumps(message)
+    return _cbor(message)
+
+
+def _zlib(data: bytes) -> bytes:
+    """The zlib stream (RFC 1950, header 0x78 as verifiers expect) of a
+    COSE_Sign1, in stored deflate blocks (RFC 1951 §3.2.4, level 0).
+
+    HCERT §3.4 asks for a zlib stream, not for a compression level. A
+    vaccination certificate's COSE_Sign1 (a 64-byte signature, a random
+    UVCI, names and codes each written once) does not shrink: at level 9 it
+    comes out about 1% *larger* than it went in (the dynamic Huffman table
+    costs more than it saves; `bench/certificates.py` prints both sizes),
+    a few bytes shorter than stored blocks, for ten times the time."""
+    compressor = zlib.compressobj(0, zlib.DEFLATED, 15, 1)  # 32 KiB window header (0x78); memLevel 1: nothing to match
+    return compressor.compress(data) + compressor.flush()
 
 
 def encode_hc1_from_cose(cose: bytes) -> str:
     """zlib (HCERT §3.4), base45 (§3.5), `HC1:` prefix (§3.6)."""
-    return HC1_PREFIX + base45.b45encode(zlib.compress(cose, 9)).decode("ascii")
+    return HC1_PREFIX + base45.b45encode(_zlib(cose)).decode("ascii")
 
 
 def encode_hc1(
@@ -330,7 +384,7 @@ def encode_hc1(
 ) -> str:
     """Sign `hcert` into the `HC1:` text that goes into the QR code."""
     claims = build_cwt_claims(hcert, issuer_country=issuer_country, issued_at=issued_at, expires_at=expires_at)
-    return encode_hc1_from_cose(sign_cose(cbor2.dumps(claims), signer, kid_in=kid_in, tagging=tagging))
+    return encode_hc1_from_cose(sign_cose(_cbor(claims), signer, kid_in=kid_in, tagging=tagging))
 
 
 def issue_dcc(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -239,15 +240,16 @@ def certificate_algorithm(cert: x509.Certificate) -> Algorithm:
 
 
 class CertificateIdentity:
-    """The DER form and DCC `kid` of a class's `certificate` (signers we hold, signers we trust)."""
+    """The DER form and DCC `kid` of a class's `certificate` (signers we hold,
+    signers we trust), computed once per object: every signature needs the kid."""
 
     certificate: x509.Certificate
 
-    @property
+    @functools.cached_property
     def der(self) -> bytes:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
-    @property
+    @functools.cached_property
     def kid(self) -> bytes:
         return dcc_kid(self.der)
 
@@ -259,11 +261,11 @@ class Signer(CertificateIdentity):
     certificate: x509.Certificate
     private_key: PrivateKey
 
-    @property
+    @functools.cached_property
     def jwk_kid(self) -> str:
         return shc_kid(self.private_key.public_key())
 
-    @property
+    @functools.cached_property
     def algorithm(self) -> Algorithm:
         return certificate_algorithm(self.certificate)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fhir.resources.R4B.adverseevent import AdverseEvent
 from fhir.resources.R4B.immunization import Immunization
 from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.organization import Organization
@@ -28,6 +29,7 @@ MODELS = {
     "Organization": Organization,
     "Location": Location,
     "Practitioner": Practitioner,
+    "AdverseEvent": AdverseEvent,  # reactions reported after a dose (health-book app)
 }
 SUPPORTED_TYPES = tuple(MODELS)
 
@@ -38,6 +40,7 @@ _REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ("Immunization", "status"): frozenset({"completed", "entered-in-error", "not-done"}),
     ("Location", "status"): frozenset({"active", "suspended", "inactive"}),
     ("Location", "mode"): frozenset({"instance", "kind"}),
+    ("AdverseEvent", "actuality"): frozenset({"actual", "potential"}),
 }
 
 

@@ -256,6 +256,23 @@ SEARCH_PARAMS: dict[str, dict[str, SearchParam]] = {
             _p("address-city", "string", lambda r: [r["address"]["city"]] if isinstance(r.get("address"), dict) and r["address"].get("city") else [], "City or province"),
         )
     },
+    "AdverseEvent": {
+        p.name: p
+        for p in (
+            _IDENTIFIER,
+            _p("subject", "reference", lambda r: _references(r.get("subject")), "The person who had the reaction", ("Patient",)),
+            _p("date", "date", lambda r: _dates(r.get("date")), "When the reaction occurred"),
+            _p("seriousness", "token", lambda r: _codings(r.get("seriousness")), "serious | non-serious"),
+            _p(
+                "substance",
+                "reference",
+                lambda r: _references(*[e.get("instance") for e in _list(r.get("suspectEntity")) if isinstance(e, dict)]),
+                "The dose (Immunization) suspected of causing the reaction",
+                ("Immunization",),
+            ),
+            _p("actuality", "token", lambda r: _code(r.get("actuality")), "actual | potential"),
+        )
+    },
     "Practitioner": {
         p.name: p
         for p in (
@@ -284,7 +301,7 @@ def index_params(rtype: str, name: str) -> tuple[str, ...]:
 
 # The Patient compartment (hl7.org/fhir/R4/compartmentdefinition-patient.html):
 # which reference puts a resource in a patient's compartment.
-PATIENT_COMPARTMENT = {"Patient": None, "Immunization": "patient"}
+PATIENT_COMPARTMENT = {"Patient": None, "Immunization": "patient", "AdverseEvent": "subject"}
 
 
 def compartment_patient(rtype: str, resource_id: str, resource: dict) -> str | None:

@@ -15,18 +15,24 @@ from sqlalchemy import Engine
 from vaxhub import __version__
 from vaxhub.adapters.sms import ConsoleSms, SmsSender
 from vaxhub.hub.api import audit_events, auth, metadata, resources, verification
-from vaxhub.hub.api import hl7v2, imports
+from vaxhub.hub.api import certificates, hl7v2, imports
+from vaxhub.hub.api import mpi as mpi_api, patient_match
+from vaxhub.hub.api import reminders as reminders_api
 from vaxhub.hub.api.access import AuditMiddleware, RateLimiter
 from vaxhub.hub.api.outcomes import install_handlers
 from vaxhub.hub.audit.listener import AuditListener
 from vaxhub.hub.audit.trail import AuditTrail
+from vaxhub.hub.certificates.service import CertificateService
 from vaxhub.hub.logging_setup import install_redaction
+from vaxhub.hub.mpi.enqueue import LinkEnqueuer
+from vaxhub.hub.mpi.service import MasterPatientIndex
 from vaxhub.hub.security.citizen_login import ExternalIdentityProvider, OtpLogin
 from vaxhub.hub.security.clients import ClientRegistry
 from vaxhub.hub.security.tokens import TokenService, load_or_create_signing_key
 from vaxhub.hub.storage.engine import make_engine, upgrade
 from vaxhub.hub.storage.store import FhirStore
 from vaxhub.hub.verification.enqueue import VerificationEnqueuer
+from vaxhub.hub.web import install_pages
 from vaxhub.settings import Settings, load_settings
 
 
@@ -63,7 +69,8 @@ def build_app(
     if settings.auto_migrate:
         upgrade(engine)
     trail = AuditTrail(engine, chains=settings.audit_chains)
-    store = FhirStore(engine, listeners=[AuditListener(trail), VerificationEnqueuer()])
+    store = FhirStore(engine, listeners=[AuditListener(trail), VerificationEnqueuer(), LinkEnqueuer()])
+    mpi = MasterPatientIndex(engine, trail=trail)
     tokens = token_service(settings)
     clients = ClientRegistry(engine, leeway=settings.clock_skew_seconds)
     otp = OtpLogin(engine, store, sms or ConsoleSms(), secret=tokens.key.private_numbers().private_value.to_bytes(32, "big"))
@@ -78,6 +85,7 @@ def build_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.store = store
+    app.state.mpi = mpi
     app.state.tokens = tokens
     app.state.clients = clients
     app.state.audit = trail
@@ -87,10 +95,17 @@ def build_app(
     app.include_router(auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store))
     app.include_router(metadata.build_router(settings, released))
     app.include_router(audit_events.build_router(trail, settings))
+    app.include_router(patient_match.build_router(mpi, settings))
     app.include_router(resources.build_router(store, settings))
     app.include_router(hl7v2.build_router(store, settings))
     app.include_router(imports.build_router(store, settings))
     app.include_router(verification.build_router(engine, store))
+    app.include_router(mpi_api.build_router(mpi))
+    app.include_router(reminders_api.build_router(engine))  # health book: dose reminders
+    app.state.certificates = CertificateService(engine, store, trail, settings)
+    app.include_router(certificates.build_public_router(app.state.certificates))
+    app.include_router(certificates.build_router(app.state.certificates, store, trail))
+    install_pages(app, otp=otp)  # citizen portal, verifier page, operator dashboard (vaxhub.hub.web)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -8,6 +8,9 @@ import typer
 from rich.console import Console
 
 from vaxhub import __version__
+from vaxhub.hub.cli_identity import mpi_app
+from vaxhub.hub.cli_certificates import keys_app, verify as verify_certificate
+from vaxhub.hub.cli_reminders import reminders_app
 from vaxhub.settings import load_settings
 
 app = typer.Typer(help="vaxhub: FHIR hub for national vaccination programmes.", no_args_is_help=True, add_completion=False)
@@ -17,6 +20,10 @@ clients_app = typer.Typer(help="Registered clients (hospitals, registries, verif
 app.add_typer(clients_app, name="clients")
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(mpi_app, name="mpi")
+app.add_typer(keys_app, name="keys")
+app.add_typer(reminders_app, name="reminders")
+app.command("verify")(verify_certificate)
 console = Console(stderr=True)
 
 

@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vaxhub.adapters.registry_data import Citizen, SyntheticRegistry
 from vaxhub.fhir import synthetic
 from vaxhub.fhir.text import fold
-from vaxhub.hub.demo_clients import register_demo_clients, token_instructions
+from vaxhub.hub.certificates.signing_keys import HubSigningKeys
+from vaxhub.hub.demo_clients import register_demo_clients, token_instructions, web_page_instructions
 from vaxhub.hub.operations.transaction import process_bundle
 from vaxhub.hub.storage.engine import make_engine, upgrade
 from vaxhub.hub.storage.store import FhirStore
@@ -77,8 +78,12 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     created = statuses.get("201 Created", 0)
     console.print(f"sample data: {created} resources created, {statuses.get('200 OK', 0)} already present ({folder / 'vaxhub.db'})")
 
+    keys = HubSigningKeys.from_settings(settings)
+    if not keys.exists():  # so the demo can issue certificates at once
+        keys.init()
     sims = start_registry_simulators(registry_of(population))
     first = next(p for p in population.people if population.doses_of(p) and p.cccd and p.phone)
+    citizen = next(p for p in population.people if population.doses_of(p) and p.cccd and p.phone and p.birth_date)
     callers = register_demo_clients(engine, folder / "clients", population.home_site(first).code)
     console.print(
         "\n[bold green]vaxhub demo[/bold green]\n"
@@ -89,6 +94,9 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
         f"  doses in 2021-08       {base}/Immunization?date=2021-08&_sort=date&_include=Immunization:patient\n"
         f"  population registry    {sims.population_wsdl_url}  (SOAP simulator)\n"
         f"  social insurance       {sims.social_insurance_url}  (REST simulator, X-API-Key: {sims.api_key})\n"
+        f"  certificate trust list http://127.0.0.1:{port}/certificates/trust-list  (signing keys in {keys.directory})\n"
+        f"  issue a certificate    POST http://127.0.0.1:{port}/certificates/patients/<Patient id>  (once the identity is verified)\n"
+        + web_page_instructions(f"http://127.0.0.1:{port}", citizen.full_name, citizen.birth_date_text, _national_phone(citizen.phone))
         + token_instructions(callers, f"http://127.0.0.1:{port}", first.cccd, _national_phone(first.phone))
         + "\n",
         soft_wrap=True,

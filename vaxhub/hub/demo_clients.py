@@ -55,3 +55,14 @@ def token_instructions(callers: list[DemoCaller], root: str, citizen_cccd: str |
         ]
     lines.append("  then: curl -H \"Authorization: Bearer $TOKEN\" " + f"{root}/fhir/Immunization?_count=5")
     return "\n".join(lines)
+
+
+def web_page_instructions(root: str, name: str, birth_date: str, phone: str | None) -> str:
+    """Where the demo's web pages are and how to use each (`vaxhub.hub.web`)."""
+    return "\n".join([
+        "  web pages (Vietnamese; add ?lang=en for English)",
+        f"    citizen portal       {root}/portal  ({name}, born {birth_date}, phone {phone}; the SMS code is printed here)",
+        f"    verifier page        {root}/verify  (upload the QR image the portal's 'Tải mã QR' downloads)",
+        f"    operator dashboard   {root}/dashboard  (paste the token of: vaxhub token moh-operator …, below; it lasts 5 minutes)",
+        "",
+    ])

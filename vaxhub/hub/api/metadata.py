@@ -56,7 +56,10 @@ def capability_statement(base: str, released: str) -> dict:
             ],
         }
         if rtype == "Patient":
-            entry["operation"] = [{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]
+            entry["operation"] = [
+                {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+            ]
         if not entry["searchInclude"]:
             del entry["searchInclude"]
         if not entry["searchRevInclude"]:

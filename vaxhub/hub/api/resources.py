@@ -21,9 +21,12 @@ from vaxhub.fhir.outcome import informational
 from vaxhub.fhir.resources import SUPPORTED_TYPES, validate_resource
 from vaxhub.fhir.search_params import date_range
 from vaxhub.fhir.search_query import parse_search
-from vaxhub.hub.api.access import interaction, principal
+from vaxhub.hub.api.access import interaction
 from vaxhub.hub.api.fhir_http import FhirResponse, base_url, prefers, read_json_body, version_headers
+from vaxhub.hub.api.person_access import person_principal
 from vaxhub.hub.audit.trail import Interaction
+from vaxhub.hub.healthbook.citizen_reports import check_citizen_create
+from vaxhub.hub.mpi.reach import compartments_in_reach
 from vaxhub.hub.operations import bundles
 from vaxhub.hub.operations.transaction import process_bundle
 from vaxhub.hub.security.policy import SiteWriteGuard, compartment_filter, require, visible
@@ -74,7 +77,7 @@ def _shown(who: Principal, stored: Stored, audit: Interaction) -> Stored:
 
 def build_router(store: FhirStore, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
-    caller = Depends(principal)
+    caller = Depends(person_principal)  # a citizen reaches every record of their person
     audited = Depends(interaction)
 
     def base(request: Request) -> str:
@@ -155,7 +158,7 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         require(who, "Immunization", "s")
         audit.action = "operation"
         _shown(who, _load(who, lambda: store.read("Patient", res_id)), audit)
-        found = store.compartment(res_id)
+        found = compartments_in_reach(store, res_id)  # a golden Patient reaches its linked records
         found.sort(key=lambda s: (s.rtype != "Patient", s.rtype, s.id))
         for s in found:
             audit.touched(s.rtype, s.id, s.version, s.content)
@@ -217,7 +220,11 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
                 criteria = parse_search(rtype, parse_qsl(condition.lstrip("?"), keep_blank_values=True), strict=True)
                 if not criteria.criteria:
                     raise UnsupportedRequest("If-None-Exist has no search criteria", [Issue("Empty If-None-Exist", "If-None-Exist")])
-            result = store.run_unit(lambda w: w.create(resource, if_none_exist=criteria), guard=SiteWriteGuard(who), context=audit)
+            def unit(w):
+                check_citizen_create(w, who, resource)  # a citizen reports only about their own doses
+                return w.create(resource, if_none_exist=criteria)
+
+            result = store.run_unit(unit, guard=SiteWriteGuard(who), context=audit)
             if result.status == 200:  # matched an existing record: a read, audited as such
                 audit.touched(rtype, result.stored.id, result.stored.version, result.stored.content)
             return result

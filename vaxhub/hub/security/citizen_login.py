@@ -32,7 +32,10 @@ from vaxhub.hub.security.tables import OtpChallengeRow
 from vaxhub.hub.storage.store import FhirStore
 
 CCCD_SYSTEM = "https://vaxhub.vn/fhir/sid/cccd"
-PATIENT_SCOPES = tuple(parse_scopes("patient/Patient.rs patient/Immunization.rs patient/Organization.rs patient/Location.rs"))
+PATIENT_SCOPES = tuple(parse_scopes(
+    "patient/Patient.rs patient/Immunization.rs patient/Organization.rs patient/Location.rs"
+    " patient/AdverseEvent.crs"  # the health book reports reactions (vaxhub.hub.healthbook.citizen_reports)
+))
 CODE_SECONDS = 300
 MAX_ATTEMPTS = 5
 MAX_CODES_PER_WINDOW = 3
@@ -65,6 +68,12 @@ class OtpLogin:
 
     def start(self, cccd: str, phone: str) -> str:
         """Send a code if the CCCD's Patient has this phone on record; always return a challenge id."""
+        return self.start_for_patient(lambda: find_patient_by_cccd(self.store, cccd.strip()), phone)
+
+    def start_for_patient(self, find_patient: Callable[[], str | None], phone: str) -> str:
+        """Send a code if the Patient `find_patient` names (from what the person
+        typed: a CCCD, or name, birth date and phone in the web portal) has this
+        phone on record; always return a challenge id."""
         challenge_id = uuid.uuid4().hex
         phone = normalise_phone(phone)
         now = _utcnow(self.clock)
@@ -74,7 +83,7 @@ class OtpLogin:
             ).scalar_one()
             if recent >= MAX_CODES_PER_WINDOW:
                 raise RateLimited("Too many codes requested for this phone; try again later", retry_after=int(WINDOW.total_seconds()))
-            patient_id = find_patient_by_cccd(self.store, cccd.strip())
+            patient_id = find_patient()
             on_record = patient_id is not None and phone in self._phones(patient_id)
             code = f"{secrets.randbelow(10**6):06d}"
             conn.execute(

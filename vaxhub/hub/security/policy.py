@@ -4,9 +4,12 @@
   site code writes only as that site: identifiers of another site's namespace
   are refused, new records are stamped with the site as owner
   (`meta.source`), and records owned by another site cannot be changed.
-- Citizens read (never write) only their own compartment, plus directory
-  data (Organization, Location). Anything else is reported as not found, so
-  a token learns nothing about other people's records.
+- Citizens read only their own compartment, plus directory data
+  (Organization, Location), and write nothing but `CITIZEN_CREATABLE` reports
+  about themselves. Their compartment is their person's: every
+  record the master patient index linked to the same person. Anything else
+  is reported as not found, so a token learns nothing about other people's
+  records.
 - Verifiers reach no FHIR data at all.
 """
 
@@ -22,6 +25,9 @@ from vaxhub.hub.storage.store import Stored
 SITE_SYSTEM_PREFIX = "https://vaxhub.vn/fhir/sid/site/"
 OWNER_PREFIX = "urn:vaxhub:site:"
 WRITE_PERMISSION = {"create": "c", "update": "u", "delete": "d"}
+# The only writes a citizen makes: reports about their own doses, each checked
+# against their compartment (`vaxhub.hub.healthbook.citizen_reports`).
+CITIZEN_CREATABLE = frozenset({"AdverseEvent"})
 
 
 def require(principal: Principal, rtype: str, permission: str) -> None:
@@ -31,7 +37,7 @@ def require(principal: Principal, rtype: str, permission: str) -> None:
     if principal.kind == VERIFIER:
         raise Forbidden("Verifier tokens may verify certificates and read trust lists only")
     if principal.kind == PATIENT:
-        if permission not in ("r", "s"):
+        if permission not in ("r", "s") and not (permission == "c" and rtype in CITIZEN_CREATABLE):
             raise Forbidden("A citizen's token may read, not write")
         if rtype not in PATIENT_COMPARTMENT and rtype not in DIRECTORY_TYPES:
             raise Forbidden(f"A citizen's token cannot read {rtype} resources")
@@ -46,10 +52,20 @@ def compartment_filter(principal: Principal, rtype: str) -> str | None:
     return None
 
 
+def citizen_compartment(principal: Principal) -> frozenset[str]:
+    """The patient ids whose compartments a citizen may read: their own record
+    and, once the master patient index linked it, every record of the same
+    person and its golden Patient (`vaxhub.hub.security.person_scope`)."""
+    linked = getattr(principal, "person_records", None)
+    if linked:
+        return linked
+    return frozenset({principal.patient_id}) if principal.patient_id else frozenset()
+
+
 def visible(principal: Principal, rtype: str, res_id: str, content: dict | None) -> bool:
     if principal.kind != PATIENT or rtype in DIRECTORY_TYPES:
         return True
-    return content is not None and compartment_patient(rtype, res_id, content) == principal.patient_id
+    return content is not None and compartment_patient(rtype, res_id, content) in citizen_compartment(principal)
 
 
 def owner_of(content: dict | None) -> str | None:
@@ -65,6 +81,11 @@ class SiteWriteGuard:
 
     def on_write(self, rtype: str, action: str, resource: dict | None, current: Stored | None) -> dict | None:
         require(self.principal, rtype, WRITE_PERMISSION[action])
+        if self.principal.kind == PATIENT:
+            # A citizen writes only into their own compartment, whatever the route.
+            if resource is None or compartment_patient(rtype, "", resource) not in citizen_compartment(self.principal):
+                raise Forbidden(f"A citizen may write {rtype} resources about themselves only")
+            return resource
         site = self.principal.site_code
         if current is not None and current.content is not None:
             owner = owner_of(current.content)

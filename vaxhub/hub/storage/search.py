@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, o
 
 from vaxhub.fhir.search_params import get_param, index_params
 from vaxhub.fhir.search_query import Criterion, DateValue, ReferenceValue, SearchQuery, TokenValue
+from vaxhub.hub.storage.person_reach import golden_reach, person_compartment
 from vaxhub.hub.storage.tables import DateIndexRow, ReferenceIndexRow, ResourceRow, StringIndexRow, TokenIndexRow
 
 R = ResourceRow.__table__.c
@@ -63,7 +64,11 @@ def _value_clause(crit: Criterion, value, table) -> ColumnElement[bool]:
     if kind == "date":
         return _date_clause(value, c.start, c.end)
     ref: ReferenceValue = value
-    clause = c.target_id == ref.target_id
+    if ref.target_type in (None, "Patient") and "Patient" in crit.param.targets:
+        # A golden Patient of the master patient index reaches every linked record.
+        clause = c.target_id.in_(golden_reach(ref.target_id))
+    else:
+        clause = c.target_id == ref.target_id
     return and_(clause, c.target_type == ref.target_type) if ref.target_type else clause
 
 
@@ -92,7 +97,8 @@ def _criterion_clause(rtype: str, crit: Criterion) -> ColumnElement[bool]:
 def where_clause(query: SearchQuery) -> ColumnElement[bool]:
     clauses = [R.res_type == query.rtype, R.deleted == false()]
     if query.compartment is not None:
-        clauses.append(R.patient_id == query.compartment)
+        # A citizen's compartment spans every record linked to their person.
+        clauses.append(R.patient_id.in_(person_compartment(query.compartment)))
     clauses += [_criterion_clause(query.rtype, crit) for crit in query.criteria]
     return and_(*clauses)
 

@@ -1,14 +1,14 @@
 """Identity verification: the site code of each job, for site operators' views
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-22
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,106 @@
+"""Each stored certificate in each downloadable form.
+
+The signed artefacts are stored as issued; images and the PDF are drawn from
+them on request (the same text always gives the same QR):
+
+    dcc.txt                  the `HC1:` text                         text/plain
+    dcc.png, dcc.svg         its QR code (segno, ECC Q)               image/png, image/svg+xml
+    shc.txt                  the `shc:/` numeric QR payload           text/plain
+    shc.png                  its QR code (qrcode, two segments)       image/png
+    card.smart-health-card   `{"verifiableCredential": [jws]}`        application/smart-health-card
+    ddcc.json                the WHO DDCC:VS Bundle                   application/fhir+json
+    certificate.pdf          Vietnamese and English, with the DCC QR  application/pdf
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from vaxhub.certificates import dcc, shc
+from vaxhub.certificates.pdf import CertificateDocument, PdfDose, render_certificate_pdf
+
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    """One issuance: its rows' shared fields and the artefact of each format."""
+
+    uvci: str
+    patient_id: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    status: str
+    dose_number: int
+    total_doses: int
+    revoked: bool
+    revocation_reason: str | None
+    identity_override: str | None
+    details: dict[str, Any]
+    artefacts: dict[str, str]  # format -> content
+    kids: dict[str, str | None]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "uvci": self.uvci,
+            "patient": self.patient_id,
+            "status": self.status,
+            "dose_number": self.dose_number,
+            "total_doses": self.total_doses,
+            "issued_at": _instant(self.issued_at),
+            "expires_at": _instant(self.expires_at),
+            "revoked": self.revoked,
+            "revocation_reason": self.revocation_reason,
+            "identity_override": self.identity_override,
+            "signer_kid": self.kids.get("dcc"),
+            "card_kid": self.kids.get("shc"),
+            "downloads": sorted(DOWNLOADS),
+        }
+
+
+def _instant(moment: dt.datetime) -> str:
+    return moment.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _pdf(cert: StoredCertificate) -> bytes:
+    d = cert.details
+    doses = [
+        PdfDose(x["number"], dt.date.fromisoformat(x["date"]), x["vaccine"], x.get("lot"), x.get("place"))
+        for x in d["doses"]
+    ]
+    return render_certificate_pdf(
+        CertificateDocument(
+            full_name=d["full_name"],
+            name_icao=d["name_icao"],
+            birth_date=d["birth_date"],
+            identifier=d.get("identifier"),
+            doses=doses,
+            complete=d["complete"],
+            certificate_id=cert.uvci,
+            issuer=d.get("issuer") or "Bộ Y tế / Ministry of Health of Viet Nam",
+            issued_at=cert.issued_at.replace(tzinfo=dt.timezone.utc),
+            expires_at=cert.expires_at.replace(tzinfo=dt.timezone.utc),
+            qr_text=cert.artefacts["dcc"],
+        )
+    )
+
+
+DOWNLOADS: dict[str, tuple[str, Callable[[StoredCertificate], bytes | str]]] = {
+    "dcc.txt": (TEXT, lambda c: c.artefacts["dcc"]),
+    "dcc.png": ("image/png", lambda c: dcc.render_hc1_png(c.artefacts["dcc"])),
+    "dcc.svg": ("image/svg+xml", lambda c: dcc.render_hc1_svg(c.artefacts["dcc"])),
+    "shc.txt": (TEXT, lambda c: shc.encode_numeric(c.artefacts["shc"])),
+    "shc.png": ("image/png", lambda c: shc.render_card_png(shc.encode_numeric(c.artefacts["shc"]))),
+    "card.smart-health-card": (shc.FILE_MEDIA_TYPE, lambda c: shc.card_file([c.artefacts["shc"]])),
+    "ddcc.json": ("application/fhir+json", lambda c: c.artefacts["ddcc"]),
+    "certificate.pdf": ("application/pdf", _pdf),
+}
+
+
+def render_download(cert: StoredCertificate, name: str) -> tuple[bytes, str]:
+    """The bytes and media type of download `name` (a key of DOWNLOADS)."""
+    media_type, build = DOWNLOADS[name]
+    body = build(cert)
+    return (body.encode("utf-8") if isinstance(body, str) else body), media_type

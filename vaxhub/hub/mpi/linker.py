@@ -1,0 +1,292 @@
+"""Online linking: put one site Patient in its person, now.
+
+`Linker.link_record(writer, record_id)` runs inside one unit of work of the
+MPI's FHIR store, against the hub's own database:
+
+1. The record's current Patient version and its registry verification
+   (`verification_job`: the latest result, if it is about the current claim).
+2. Deterministic: a record the population registry verified as the holder of
+   a CCCD joins the person already holding that verified CCCD, grade
+   `certain`; this is also how an old CMND joins its CCCD's person (the
+   registry answers a CMND claim with the current CCCD).
+3. Otherwise probabilistic: candidates by blocking keys, Fellegi–Sunter
+   scores with term frequencies, a person's score being its best record's;
+   the model's thresholds decide: link (certain or probable), review (the
+   record stands alone and an operator is asked), or new person.
+4. The link row, blocks, term counts and history are written, and the golden
+   Patients of the persons involved rebuilt, in the same transaction.
+
+An operator's decisions stand: a record an operator placed (`locked`) stays
+where it is, and persons holding a record the operator said is someone else
+are never candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from types import SimpleNamespace
+
+from sqlalchemy import bindparam, delete, insert, or_, select, update
+
+from vaxhub.adapters.ports import PopulationRegistry
+from vaxhub.hub.mpi.candidates import Evidence, PersonMatch, contradicting_record, fetch_candidates, score_persons
+from vaxhub.hub.mpi.frequencies import count_terms
+from vaxhub.hub.mpi.golden import is_golden
+from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, REVIEW, PersonIndex, RecordState, record_state
+from vaxhub.hub.storage.outbox_tables import VerificationJobRow
+from vaxhub.hub.storage.store import RESOURCE, Writer
+from vaxhub.identity.keys import match_keys
+from vaxhub.identity.scoring import MatchModel, MatchScore
+
+log = logging.getLogger(__name__)
+JOB = VerificationJobRow.__table__
+LINKER = "mpi-linker"
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    """What linking did with a record."""
+
+    record_id: str
+    person_id: str | None
+    action: str  # linked | new-person | review | kept | removed
+    method: str | None = None  # registry | score | new | operator (how it joined its person)
+    grade: str | None = None
+    score: float | None = None
+    reasons: tuple[str, ...] = ()
+    review_with: str | None = None  # the candidate record an operator is asked about
+    weight: float | None = None  # the match weight (log2 Bayes factor) behind `score`
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """What the population registry said of the record's current claim."""
+
+    verified_cccd: str | None
+    registry_cccd: str | None
+
+
+def registry_views(conn, record_ids: list[str]) -> dict[str, RegistryView]:
+    """The registry's answer about each record's current claim: a result for an
+    older claim (the Patient's identity changed since) counts as none."""
+    rows = conn.execute(
+        select(JOB.c.patient_id, JOB.c.patient_version, JOB.c.result_status, JOB.c.result_version, JOB.c.registry_id)
+        .where(JOB.c.patient_id.in_(record_ids))
+    ).all()
+    views = {}
+    for row in rows:
+        if row.result_version is not None and row.result_version == row.patient_version and row.registry_id:
+            views[row.patient_id] = RegistryView(row.registry_id if row.result_status == "verified" else None, row.registry_id)
+    return views
+
+
+def verified_holder(conn, cccd: str, *, besides: str) -> str | None:
+    """The person of a record the registry verified as this CCCD's holder:
+    one linked with it, or one filed under it whose verification says so now
+    (so two records verified together join whichever is linked first)."""
+    verified_now = (
+        select(JOB.c.patient_id)
+        .select_from(JOB.join(BLOCK, BLOCK.c.record_id == JOB.c.patient_id))
+        .where(BLOCK.c.key == f"id:{cccd}", JOB.c.result_status == "verified", JOB.c.registry_id == cccd,
+               JOB.c.result_version == JOB.c.patient_version)
+    )
+    return conn.execute(
+        select(RECORD.c.person_id)
+        .where(RECORD.c.record_id != besides, RECORD.c.person_id.is_not(None),
+               or_(RECORD.c.verified_cccd == cccd, RECORD.c.record_id.in_(verified_now)))
+        .order_by(RECORD.c.record_id)
+        .limit(1)
+    ).scalar()
+
+
+@dataclass(frozen=True)
+class _Found:
+    state: RecordState | None
+    version: int | None
+    content: dict | None  # None: no such Patient, or deleted
+    registry: RegistryView
+    kept_apart: bool  # an operator said the record is someone else than some record
+
+
+def _read_statement(postgresql: bool):
+    me = bindparam("record_id")
+    apart = select(DISTINCT.c.record_a).where(or_(DISTINCT.c.record_a == me, DISTINCT.c.record_b == me)).limit(1).exists()
+    stmt = (
+        select(RESOURCE.c.version, RESOURCE.c.content, RESOURCE.c.deleted, *[c.label(f"r_{c.name}") for c in RECORD.c],
+               JOB.c.patient_version, JOB.c.result_status, JOB.c.result_version, JOB.c.registry_id, apart.label("kept_apart"))
+        .select_from(RESOURCE.outerjoin(RECORD, RECORD.c.record_id == RESOURCE.c.res_id).outerjoin(JOB, JOB.c.patient_id == RESOURCE.c.res_id))
+        .where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == me)
+    )
+    return stmt.with_for_update(of=RESOURCE) if postgresql else stmt
+
+
+# Built once: the hot path of online linking pays no statement construction.
+_READ = {True: _read_statement(True), False: _read_statement(False)}
+
+
+def _read_record(conn, record_id: str) -> _Found:
+    """The record's link row, its current Patient and the registry's answer, in
+    one round trip. The Patient row is locked: a site updating it meanwhile
+    waits, then queues it again, so no newer version is lost."""
+    row = conn.execute(_READ[conn.dialect.name == "postgresql"], {"record_id": record_id}).first()
+    if row is None:
+        state = conn.execute(select(RECORD).where(RECORD.c.record_id == record_id)).first()
+        return _Found(record_state(state) if state else None, None, None, RegistryView(None, None), False)
+    state = None
+    if row.r_record_id is not None:
+        state = record_state(SimpleNamespace(**{c.name: getattr(row, f"r_{c.name}") for c in RECORD.c}))
+    registry = RegistryView(None, None)
+    if row.result_version is not None and row.result_version == row.patient_version and row.registry_id:
+        registry = RegistryView(row.registry_id if row.result_status == "verified" else None, row.registry_id)
+    return _Found(state, row.version, None if row.deleted else row.content, registry, bool(row.kept_apart))
+
+
+def registry_view(conn, record_id: str) -> RegistryView:
+    return registry_views(conn, [record_id]).get(record_id, RegistryView(None, None))
+
+
+class Linker:
+    def __init__(self, model: MatchModel | None = None, *, registry: PopulationRegistry | None = None):
+        self.model = model or MatchModel.default()
+        self.registry = registry  # for old CMND → CCCD look-ups, called outside transactions
+
+    # -- before the transaction
+
+    def resolve_old_id(self, conn, record_id: str) -> str | None:
+        """The current CCCD of a CMND-only record, asked of the registry's old-id
+        look-up when no verification has named it yet; None otherwise or on failure."""
+        if self.registry is None:
+            return None
+        row = conn.execute(select(RESOURCE.c.content).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == record_id, RESOURCE.c.deleted.is_(False))).first()
+        if row is None:
+            return None
+        keys = match_keys(row.content)
+        if keys.cccd or not keys.cmnd or registry_view(conn, record_id).registry_cccd:
+            return None
+        try:
+            return self.registry.lookup_by_old_id(keys.cmnd)
+        except Exception as exc:  # an unreachable registry only means less evidence this time
+            log.warning("old-id look-up for Patient/%s failed: %s", record_id, exc)
+            return None
+
+    # -- inside the transaction
+
+    def link_record(self, writer: Writer, record_id: str, *, old_id_cccd: str | None = None, actor: str = LINKER,
+                    only_if_queued: bool = False, inline_golden: bool = True) -> LinkOutcome | None:
+        """Link (or re-link) one record; with `only_if_queued`, None when another
+        worker has linked it since it was picked. Without `inline_golden` the
+        persons touched are marked for the worker to rebuild their golden
+        Patients together at the end of its pass (the link itself is current
+        at once: searches and citizens' reach read `mpi_record`)."""
+        index = PersonIndex(writer, actor, inline_golden=inline_golden)
+        index.lock()
+        found = _read_record(writer.conn, record_id)
+        state = found.state
+        if only_if_queued and (state is None or state.state != "queued"):
+            return None
+        if found.content is None or is_golden(found.content):
+            return self._remove(index, record_id, state)
+        if state is None:
+            writer.conn.execute(insert(RECORD).values(record_id=record_id, state="queued", queued_at=writer.now, locked=False, attempts=0))
+            state = index.record(record_id)
+        own = match_keys(found.content)
+        registry = found.registry
+        looked_up = old_id_cccd or (state.registry_cccd if state.keys and state.keys.cmnd == own.cmnd and own.cmnd else None)
+        evidence = Evidence(own, registry.verified_cccd, registry.registry_cccd or (looked_up if own.cmnd and not own.cccd else None))
+
+        outcome, also_linkable = self._decide(index, state, evidence, found.kept_apart)
+        outcome = self._save(index, state, evidence, found.version, outcome)
+        # Another person that would also take the record may be one person
+        # filed twice: an operator is asked (and can merge them).
+        for match in also_linkable:
+            if match.person_id != outcome.person_id:
+                self._open_review(index, record_id, match.record_id, match.score)
+        index.refresh_goldens()
+        return outcome
+
+    def _decide(self, index: PersonIndex, state: RecordState, evidence: Evidence, kept_apart: bool) -> tuple[LinkOutcome, list[PersonMatch]]:
+        record_id, current = state.record_id, state.person_id
+        if state.locked and current:
+            return LinkOutcome(record_id, current, "kept", state.method, state.grade, state.score, ("placed by an operator",)), []
+        apart = index.apart_from(record_id) if kept_apart else set()
+        if evidence.verified_cccd:
+            holder = verified_holder(index.conn, evidence.verified_cccd, besides=record_id)
+            if holder and not (apart & set(index.members(holder))):
+                reason = f"registry verified CCCD {evidence.verified_cccd}, held by this person's records"
+                return LinkOutcome(record_id, holder, "linked", "registry", "certain", 1.0, (reason,)), []
+        candidates = fetch_candidates(index.conn, evidence.blocks(), besides=record_id)
+        excluded = {c.person_id for c in candidates if c.record_id in apart}
+        ranked = score_persons(index.conn, self.model, evidence, candidates, excluded_persons=excluded)
+        # The person about to take the record must hold no record with another number.
+        while ranked and self.model.decide(ranked[0].score) == "link" and \
+                contradicting_record(index.conn, self.model, evidence, ranked[0].person_id):
+            ranked = ranked[1:]
+        best = ranked[0] if ranked else None
+        decision = self.model.decide(best.score) if best else "new"
+        also = [m for m in ranked[1:] if self.model.decide(m.score) == "link"]
+        if decision == "link":
+            return LinkOutcome(record_id, best.person_id, "linked", "score", best.score.grade, best.score.probability,
+                               best.score.reasons, weight=best.score.weight), also
+        alone = current if current and index.members(current) == [record_id] else None
+        if decision == "review":
+            return LinkOutcome(record_id, alone, "review", "new", best.score.grade, best.score.probability, best.score.reasons,
+                               best.record_id, best.score.weight), also
+        return LinkOutcome(record_id, alone, "new-person", "new"), also
+
+    def _save(self, index: PersonIndex, state: RecordState, evidence: Evidence, version: int, outcome: LinkOutcome) -> LinkOutcome:
+        conn, record_id = index.conn, state.record_id
+        target = outcome.person_id or index.new_person()
+        previous = state.person_id
+        old_blocks = Evidence(state.keys, state.verified_cccd, state.registry_cccd).blocks() if state.keys else []
+        index.replace_blocks(record_id, old_blocks, evidence.blocks(), first=state.keys is None)
+        if state.keys != evidence.keys:
+            count_terms(conn, added=[evidence.keys], removed=[state.keys] if state.keys else [])
+        link = {"match_keys": evidence.keys.to_document(), "record_version": version, "state": "linked", "attempts": 0, "last_error": None,
+                "verified_cccd": evidence.verified_cccd, "registry_cccd": evidence.registry_cccd}
+        if outcome.action != "kept":
+            link |= {"method": outcome.method, "grade": outcome.grade if outcome.action == "linked" else None,
+                     "score": outcome.score, "reasons": list(outcome.reasons)}
+        index.place(record_id, target, previous=previous, **link)
+        if previous != target:
+            action = "auto-link" if outcome.action == "linked" else "new-person"
+            index.log(action, record_id=record_id, person_id=target, other_person_id=previous,
+                      before={"person": previous}, after={"person": target, "method": outcome.method, "grade": link.get("grade"), "score": outcome.score})
+        if state.keys is not None:  # a record linked for the first time has no reviews yet
+            index.supersede_reviews(record_id)
+        if outcome.action == "review" and outcome.review_with:
+            self._open_review(index, record_id, outcome.review_with,
+                              MatchScore(outcome.weight or 0.0, outcome.score or 0.0, outcome.grade or "possible", outcome.reasons))
+        return replace(outcome, person_id=target)
+
+    def _open_review(self, index: PersonIndex, record_id: str, candidate_id: str, score: MatchScore) -> None:
+        person = index.conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id == candidate_id)).scalar()
+        review_id = index.conn.execute(
+            insert(REVIEW).values(record_id=record_id, candidate_id=candidate_id, person_id=person, score=score.probability,
+                                  weight=score.weight, grade=score.grade, reasons=list(score.reasons), status="open",
+                                  created_at=index.now).returning(REVIEW.c.id)
+        ).scalar_one()
+        index.log("review-queued", record_id=record_id, person_id=person, review_id=review_id,
+                  after={"candidate": candidate_id, "score": score.probability, "grade": score.grade})
+
+    def _remove(self, index: PersonIndex, record_id: str, state: RecordState | None) -> LinkOutcome:
+        """The site record was deleted (or is not a site record): take it out of its person."""
+        if state is None:
+            return LinkOutcome(record_id, None, "removed")
+        conn = index.conn
+        conn.execute(delete(BLOCK).where(BLOCK.c.record_id == record_id))
+        if state.keys:
+            count_terms(conn, removed=[state.keys])
+        conn.execute(delete(RECORD).where(RECORD.c.record_id == record_id))
+        index.supersede_reviews(record_id, either_side=True)
+        if state.person_id:
+            index.touched.add(state.person_id)
+            index.log("remove", record_id=record_id, person_id=state.person_id, before=state.link_document(), after=None,
+                      reason="the site record was deleted")
+        index.refresh_goldens()
+        return LinkOutcome(record_id, None, "removed")
+
+
+def mark_failed(conn, record_id: str, error: str, *, attempts: int, dead: bool, now) -> None:
+    conn.execute(update(RECORD).where(RECORD.c.record_id == record_id).values(
+        state="failed" if dead else "queued", attempts=attempts, last_error=error[:2000], queued_at=now))
