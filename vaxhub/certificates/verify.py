@@ -147,7 +147,9 @@ class Trust:
                 raise MalformedInput(f"unreadable JSON: {exc}") from exc
             return self._add_json(document)
         try:
-            certificate = x509.load_der_x509_certificate(stripped)
+            # The raw bytes: a DER certificate may well end in a byte that
+            # `strip()` takes for whitespace (its signature is random).
+            certificate = x509.load_der_x509_certificate(data)
         except ValueError:
             raise MalformedInput("not an X.509 certificate, a trust list, a JWKS or a revocation list") from None
         self.signers.add(certificate)
