@@ -30,8 +30,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, case, func, literal, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from vaxhub.errors import InvalidResource
-from vaxhub.fhir.normalise.provinces import historical_province, historical_province_by_code
+from vaxhub.fhir.normalise.provinces import historical_province_by_code
+from vaxhub.hub.healthbook.provinces import UNKNOWN_PROVINCE, province_code
 from vaxhub.hub.storage.mpi_tables import MpiPersonRow, MpiRecordRow, MpiReviewRow
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.tables import DateIndexRow, IdentifierClaimRow, ReferenceIndexRow, ResourceRow, TokenIndexRow
@@ -47,7 +47,6 @@ MPI_PERSON = MpiPersonRow.__table__
 MPI_REVIEW = MpiReviewRow.__table__
 
 LOCAL_OFFSET = dt.timedelta(hours=7)  # Viet Nam, no daylight saving
-UNKNOWN_PROVINCE = "??"
 OPEN_TASK_STATUSES = ("draft", "requested", "received", "accepted", "ready", "in-progress", "on-hold")
 DOSE_LEVELS = (1, 2, 3)
 POPULATION_REGISTRY = "population-registry"
@@ -87,15 +86,6 @@ def _local_day(column: Any, dialect: str) -> ColumnElement:
     if dialect == "postgresql":
         return func.to_char(column + literal_column("interval '7 hours'"), "YYYY-MM-DD")
     return func.strftime("%Y-%m-%d", column, "+7 hours")
-
-
-def province_code(state: str | None) -> str:
-    if not state:
-        return UNKNOWN_PROVINCE
-    try:
-        return historical_province(state).code
-    except InvalidResource:
-        return UNKNOWN_PROVINCE
 
 
 def province_name(code: str) -> str | None:
