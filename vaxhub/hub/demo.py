@@ -114,7 +114,19 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     stop_worker = threading.Event()
     worker = threading.Thread(target=run_worker, args=(worker_settings, engine), kwargs={"stop": stop_worker}, name="verification-worker", daemon=True)
     worker.start()
-    console.print(f"  verification status    http://127.0.0.1:{port}/ops/verification/status  (worker running)\n", soft_wrap=True)
+    # The link worker puts every sample Patient in its person (golden Patients,
+    # the review queue) and re-links records as their verifications arrive.
+    from vaxhub.hub.audit.trail import AuditTrail
+    from vaxhub.hub.mpi.service import MasterPatientIndex
+    from vaxhub.hub.mpi.worker import LinkWorker
+    from vaxhub.hub.verification.worker import build_population_registry
+
+    index = MasterPatientIndex(engine, trail=AuditTrail(engine, chains=settings.audit_chains),
+                               registry=build_population_registry(worker_settings, concurrency=2))
+    linker = threading.Thread(target=LinkWorker(index).run, kwargs={"stop": stop_worker}, name="link-worker", daemon=True)
+    linker.start()
+    console.print(f"  verification status    http://127.0.0.1:{port}/ops/verification/status  (worker running)\n"
+                  f"  master patient index   http://127.0.0.1:{port}/ops/mpi/stats  (link worker running)\n", soft_wrap=True)
     import uvicorn
 
     from vaxhub.hub.app import build_app
@@ -124,4 +136,5 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     finally:
         stop_worker.set()
         worker.join(15)
+        linker.join(15)
         sims.stop()
