@@ -18,8 +18,11 @@ Its content is derived, never typed:
 - `identifier`: the person id, and each CCCD the population registry
   verified for one of its records (system `.../sid/person-cccd`: the site
   record keeps the CCCD under the national system, which must stay unique
-  to it, or the citizen's login by CCCD would find two Patients);
-- `telecom`: the distinct phone numbers of the records.
+  to it, or the citizen's login by CCCD would find two Patients).
+
+No `telecom` and no address: phones are shared by households and are how
+citizens find their own site record (login, portal look-up); a golden copy
+would make every such look-up find two Patients.
 """
 
 from __future__ import annotations
@@ -118,15 +121,6 @@ def _gender(members: list[Member]) -> str | None:
     return known.most_common(1)[0][0] if known else None
 
 
-def _phones(members: list[Member]) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for m in members:
-        for point in m.content.get("telecom") or []:
-            if isinstance(point, dict) and point.get("system") == "phone" and point.get("value"):
-                seen.setdefault("".join(ch for ch in str(point["value"]) if ch.isdigit())[-9:], {"system": "phone", "value": point["value"]})
-    return list(seen.values())[:5]
-
-
 def golden_patient(person_id: str, members: list[Member]) -> dict[str, Any]:
     """The golden Patient of a person with at least one linked record."""
     ordered = sorted(members, key=lambda m: m.record_id)
@@ -137,9 +131,6 @@ def golden_patient(person_id: str, members: list[Member]) -> dict[str, Any]:
     name = _best_name(ordered)
     if name:
         patient["name"] = [name]
-    phones = _phones(ordered)
-    if phones:
-        patient["telecom"] = phones
     gender = _gender(ordered)
     if gender:
         patient["gender"] = gender
