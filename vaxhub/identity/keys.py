@@ -37,6 +37,7 @@ from vaxhub.fhir.normalise import (
     province_in_address,
     split_name,
 )
+from vaxhub.fhir.normalise.names import patient_full_name
 from vaxhub.fhir.text import fold
 
 
@@ -76,21 +77,10 @@ class MatchKeys:
 # ---------------------------------------------------------------------------
 
 
-def _full_name(patient: dict[str, Any]) -> str:
-    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
-    if not names:
-        return ""
-    name = next((n for n in names if n.get("use") == "official"), names[0])
-    if name.get("text"):
-        return str(name["text"])
-    # Vietnamese order: family, then FHIR `given` (middle names, given name).
-    return " ".join([str(name.get("family") or ""), *(str(g) for g in name.get("given") or [])])
-
-
 def _name_parts(patient: dict[str, Any]) -> tuple[str, str, str, str]:
     """(family, middle, given, name_exact); a given-first spelling ("An Văn
     Nguyễn") is put back in Vietnamese order by `split_name`."""
-    return _split(_full_name(patient))
+    return _split(patient_full_name(patient))
 
 
 @lru_cache(maxsize=65_536)

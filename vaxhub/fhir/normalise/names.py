@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from vaxhub.errors import InvalidResource, Issue
 from vaxhub.fhir.text import fold, nfc
@@ -219,3 +219,16 @@ def human_name(text: str, order: NameOrder = "auto") -> dict:
     """FHIR HumanName dict for a full name: `{"use": "official", "text": …,
     "family": …, "given": […]}`."""
     return split_name(text, order).to_fhir()
+
+
+def patient_full_name(patient: dict[str, Any]) -> str:
+    """The full name a FHIR Patient states, NFC: its official name (else its
+    first), as `text` or as family then `given` (middle names, given name),
+    the Vietnamese order."""
+    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
+    if not names:
+        return ""
+    name = next((n for n in names if n.get("use") == "official"), names[0])
+    if name.get("text"):
+        return nfc(str(name["text"]))
+    return nfc(" ".join([str(name.get("family") or ""), *(str(g) for g in name.get("given") or [])]))

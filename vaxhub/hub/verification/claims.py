@@ -7,7 +7,7 @@ from typing import Any
 
 from vaxhub.adapters.ports import PersonClaim
 from vaxhub.fhir.normalise import BHXH_SYSTEM, CCCD_SYSTEM, CMND_SYSTEM, compact
-from vaxhub.fhir.text import nfc
+from vaxhub.fhir.normalise.names import patient_full_name
 
 
 def _identifier(patient: dict[str, Any], system: str) -> str | None:
@@ -17,22 +17,11 @@ def _identifier(patient: dict[str, Any], system: str) -> str | None:
     return compact(found[0]["value"]) if found else None
 
 
-def _full_name(patient: dict[str, Any]) -> str:
-    names = [n for n in patient.get("name") or [] if isinstance(n, dict)]
-    if not names:
-        return ""
-    name = next((n for n in names if n.get("use") == "official"), names[0])
-    if name.get("text"):
-        return nfc(name["text"])
-    # Vietnamese order: family, middle, given; FHIR `given` holds middle and given.
-    return nfc(" ".join([name.get("family") or "", *(name.get("given") or [])]))
-
-
 def person_claim(patient: dict[str, Any]) -> PersonClaim:
     """The claim a Patient makes: identity card numbers, name, birth date (possibly
     year-only, kept at the precision given) and administrative gender."""
     return PersonClaim(
-        full_name=_full_name(patient),
+        full_name=patient_full_name(patient),
         birth_date=str(patient.get("birthDate") or ""),
         sex=str(patient.get("gender") or "unknown"),
         cccd=_identifier(patient, CCCD_SYSTEM),
