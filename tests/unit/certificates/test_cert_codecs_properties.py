@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import b45
 import base45
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,14 @@ JWS_CHARS = st.characters(min_codepoint=45, max_codepoint=122)
 def test_base45_round_trip(data):
     text = base45.b45encode(data).decode("ascii")
     assert set(text) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+    assert base45.b45decode(text) == data
+
+
+@given(st.binary(max_size=600))
+def test_issuing_encoder_agrees_with_the_strict_decoder(data):
+    # HC1 strings are encoded with b45 (vectorised) and decoded with base45 (strict).
+    text = b45.encode(data)
+    assert text == base45.b45encode(data).decode("ascii")
     assert base45.b45decode(text) == data
 
 
