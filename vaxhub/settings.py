@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     registry_breaker_failure_ratio: float = Field(0.8, gt=0, le=1, description="Share of failures that opens it.")
     registry_breaker_cooldown: float = Field(30.0, gt=0, description="Seconds an opened breaker waits before a probe.")
     statement_timeout_ms: int = Field(30000, ge=100, description="PostgreSQL statement timeout per query.")
+    pg_bin_dir: Path | None = Field(None, description="Folder of pg_dump and pg_restore for `vaxhub backup`/`restore`; default the newest /usr/lib/postgresql/*/bin, then PATH.")
 
     environment: Literal["development", "production"] = Field(
         "development", description="In production the hub refuses to invent keys or run without configured secrets."

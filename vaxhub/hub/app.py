@@ -18,6 +18,7 @@ from vaxhub.hub.api import audit_events, auth, metadata, resources, verification
 from vaxhub.hub.api import certificates, hl7v2, imports
 from vaxhub.hub.api import mpi as mpi_api, patient_match
 from vaxhub.hub.api import reminders as reminders_api
+from vaxhub.hub.api import health
 from vaxhub.hub.api.access import AuditMiddleware, RateLimiter
 from vaxhub.hub.api.outcomes import install_handlers
 from vaxhub.hub.audit.listener import AuditListener
@@ -94,6 +95,7 @@ def build_app(
     app.add_middleware(AuditMiddleware, trail=trail)
     app.include_router(auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store))
     app.include_router(metadata.build_router(settings, released))
+    app.include_router(health.build_router(engine))  # /healthz, /readyz: public, for load balancers
     app.include_router(audit_events.build_router(trail, settings))
     app.include_router(patient_match.build_router(mpi, settings))
     app.include_router(resources.build_router(store, settings))
