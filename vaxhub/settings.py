@@ -81,8 +81,16 @@ class Settings(BaseSettings):
     eid_jwks_url: str | None = None
     eid_jwks_file: Path | None = None
     eid_id_claim: str = Field("cccd", description="Claim of the e-ID token that holds the citizen's CCCD.")
-    rate_limit_per_second: float = Field(50.0, gt=0, description="Sustained requests per second per caller and process.")
+    rate_limit_per_second: float = Field(50.0, gt=0, description="Sustained requests per second per caller, across all hub processes.")
     rate_limit_burst: int = Field(200, ge=1)
+    rate_limit_backend: Literal["database", "redis", "memory"] = Field(
+        "database", description="Where the rate-limit counters live: the database or Redis (shared by every hub process), or memory (one process, tests)."
+    )
+    redis_url: str | None = Field(None, description="Redis URL (redis://host:6379/0) for the Redis rate-limit backend.")
+    # Operations: logs and metrics.
+    log_format: Literal["json", "text"] | None = Field(None, description="Log lines as JSON objects or text; default json in production, text in development.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: SecretStr | None = Field(None, description="Bearer token Prometheus sends to GET /metrics (operators with the monitoring role may use their own token).")
     audit_chains: int = Field(8, ge=1, le=64, description="Parallel hash chains of the audit trail.")
     # Health certificates (EU DCC, SMART Health Cards, WHO DDCC:VS): `vaxhub keys init`.
     cert_keys_dir: Path | None = Field(None, description="Key store of the certificate signers (CSCA and document signers); default data_dir/cert-keys.")
@@ -92,8 +100,29 @@ class Settings(BaseSettings):
     cert_valid_days: int = Field(365, ge=1, le=3650, description="Validity of an issued certificate (never beyond its signer's).")
     shc_issuer_url: str | None = Field(None, description="`iss` of SMART Health Cards (keys at iss + /.well-known/jwks.json); default public_url + /shc.")
 
+    # FHIR Bulk Data export (`$export`; `vaxhub export work`).
+    export_dir: Path | None = Field(None, description="Folder of export files, shared by every hub process and export worker; default data_dir/exports.")
+    export_in_process: bool = Field(True, description="Run export jobs in a background thread of each API process (besides any `vaxhub export work`).")
+    export_page_size: int = Field(1000, ge=1, le=100_000, description="Resources read per database round trip while exporting.")
+    export_file_max_resources: int = Field(100_000, ge=1, description="Resources per NDJSON file before the next file of that type starts.")
+    export_lease_seconds: float = Field(60.0, gt=0, description="How long a claimed export job stays with its worker without a heartbeat.")
+    export_poll_seconds: float = Field(2.0, gt=0, description="How often an idle export worker looks for jobs.")
+    export_settle_seconds: float = Field(
+        5.0, ge=0, description="Wait after the transactionTime before reading, so writes begun before it have committed."
+    )
+    export_retention_hours: float = Field(24.0, gt=0, description="How long finished export files are kept.")
+    export_max_active_per_client: int = Field(3, ge=1, description="Exports a client may have queued or running at once (429 beyond).")
+
+
+    def effective_log_format(self) -> str:
+        return self.log_format or ("json" if self.environment == "production" else "text")
+
     def signing_key_path(self) -> Path:
         return self.auth_signing_key_file or self.data_dir / "auth-signing-key.pem"
+
+    def export_path(self) -> Path:
+        return self.export_dir or self.data_dir / "exports"
+
 
     def cert_keys_path(self) -> Path:
         return self.cert_keys_dir or self.data_dir / "cert-keys"

@@ -5,7 +5,9 @@ The client is built from the registry's WSDL (a URL such as
 with zeep's XML hardening on (`forbid_dtd`, `forbid_entities`,
 `forbid_external`), and a `zeep.Transport` with a load timeout and an
 operation timeout; pass your own `transport` (or a `requests.Session`) to
-control the HTTP layer.
+control the HTTP layer. `http_headers`, called before each operation, adds
+HTTP headers to it (the hub sends its request id as `X-Request-ID`, so the
+registry's logs can be matched with ours).
 
 Each call carries fresh X-Road headers (PR-MESS §2.2): the configured
 `client` and `service` identifiers with the operation's `serviceCode`, a new
@@ -24,7 +26,8 @@ never inside a request a hospital waits on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +116,10 @@ class SoapPopulationRegistry:
         session: requests.Session | None = None,
         strict: bool = True,
         new_message_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        http_headers: Callable[[], Mapping[str, str]] | None = None,
     ):
         self.client_id = client
+        self._http_headers = http_headers
         self.provider = provider
         self.service_version = service_version
         self.user_id = user_id
@@ -189,8 +194,12 @@ class SoapPopulationRegistry:
     def _call(self, operation: str, **body: Any) -> Any:
         headers = self.xroad_headers(operation)
         self.last_request_headers, self.last_response_headers = headers, None
+        extra = dict(self._http_headers()) if self._http_headers else None
+        # zeep's settings override is thread-local: concurrent calls keep their own headers.
+        scoped = self._zeep.settings(extra_http_headers=extra) if extra else nullcontext()
         try:
-            result = getattr(self._service, operation)(_soapheaders=headers, **body)
+            with scoped:
+                result = getattr(self._service, operation)(_soapheaders=headers, **body)
         except requests.Timeout as exc:
             raise RegistryTimeout(f"{operation} timed out", service=SERVICE_NAME) from exc
         except requests.ConnectionError as exc:

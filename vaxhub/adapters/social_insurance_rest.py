@@ -12,7 +12,9 @@ authenticated with either
 
 Both are `httpx.Auth` flows, so the token request goes through the same
 client and transport as the data calls. Pass `transport=` (e.g.
-`httpx.MockTransport`) to control the HTTP layer.
+`httpx.MockTransport`) to control the HTTP layer, and `request_headers=`, a
+function called for each lookup, to add headers to it (the hub's request id
+as `X-Request-ID`).
 
 404 is "nobody", returned as None. Failures become
 `vaxhub.adapters.errors` exceptions: `RegistryTimeout`, `RegistryUnavailable`
@@ -26,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -140,7 +142,9 @@ class RestSocialInsurance:
         auth: httpx.Auth,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        request_headers: Callable[[], Mapping[str, str]] | None = None,
     ):
+        self._request_headers = request_headers
         self._http = httpx.Client(
             base_url=base_url,
             auth=auth,
@@ -167,7 +171,8 @@ class RestSocialInsurance:
         else:
             raise ValueError("lookup needs a BHXH number or a CCCD")
         try:
-            response = self._http.get(path, params=params)
+            headers = dict(self._request_headers()) if self._request_headers else None
+            response = self._http.get(path, params=params, headers=headers)
         except httpx.TimeoutException as exc:
             raise RegistryTimeout(f"GET {path} timed out", service=SERVICE_NAME) from exc
         except httpx.TransportError as exc:

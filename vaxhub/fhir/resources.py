@@ -13,11 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from fhir.resources.R4B.adverseevent import AdverseEvent
+from fhir.resources.R4B.group import Group
 from fhir.resources.R4B.immunization import Immunization
 from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.task import Task
 
 from vaxhub.errors import InvalidResource, Issue, MalformedInput
 
@@ -30,6 +32,8 @@ MODELS = {
     "Location": Location,
     "Practitioner": Practitioner,
     "AdverseEvent": AdverseEvent,  # reactions reported after a dose (health-book app)
+    "Group": Group,  # cohorts of Patients (a site's or province's), exported with Group/{id}/$export
+    "Task": Task,  # citizens' correction requests (vaxhub.hub.healthbook.corrections)
 }
 SUPPORTED_TYPES = tuple(MODELS)
 
@@ -41,6 +45,14 @@ _REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ("Location", "status"): frozenset({"active", "suspended", "inactive"}),
     ("Location", "mode"): frozenset({"instance", "kind"}),
     ("AdverseEvent", "actuality"): frozenset({"actual", "potential"}),
+    ("Group", "type"): frozenset({"person", "animal", "practitioner", "device", "medication", "substance"}),
+    ("Task", "status"): frozenset({
+        "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled",
+        "in-progress", "on-hold", "failed", "completed", "entered-in-error",
+    }),
+    ("Task", "intent"): frozenset({
+        "unknown", "proposal", "plan", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option",
+    }),
 }
 
 

@@ -123,6 +123,13 @@ def parse_reference(reference: str) -> tuple[str, str] | None:
 _REFERENCE = re.compile(r"(?:^|/)(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
+def _identifier_of(reference: Any) -> Iterable[tuple[str | None, str]]:
+    """The logical identifier of a Reference (`Reference.identifier`)."""
+    ident = reference.get("identifier") if isinstance(reference, dict) else None
+    if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
+        yield ident.get("system"), ident["value"]
+
+
 def _references(*values: Any) -> Iterable[tuple[str, str]]:
     for value in values:
         for ref in _list(value):
@@ -273,6 +280,43 @@ SEARCH_PARAMS: dict[str, dict[str, SearchParam]] = {
             _p("actuality", "token", lambda r: _code(r.get("actuality")), "actual | potential"),
         )
     },
+    "Task": {
+        p.name: p
+        for p in (
+            _IDENTIFIER,
+            _p("status", "token", lambda r: _code(r.get("status")), "requested | completed | rejected | …"),
+            _p("business-status", "token", lambda r: _codings(r.get("businessStatus")), "Where the correction stands in the site's work"),
+            _p("code", "token", lambda r: _codings(r.get("code")), "Task code; corrections are http://hl7.org/fhir/CodeSystem/task-code|change"),
+            _p("focus", "reference", lambda r: _references(r.get("focus")), "The record to correct", ("Patient", "Immunization")),
+            _p("patient", "reference", lambda r: _references(r.get("for")), "The person the correction is for (Task.for)", ("Patient",)),
+            _p("subject", "reference", lambda r: _references(r.get("for")), "Task.for", ("Patient",)),
+            _p("requester", "reference", lambda r: _references(r.get("requester")), "Who asked", ("Patient",)),
+            _p("owner", "reference", lambda r: _references(r.get("owner")), "The organisation whose queue holds the task", ("Organization",)),
+            _p(
+                "owner-identifier",
+                "token",
+                lambda r: _identifier_of(r.get("owner")),
+                "The queue holding the task: a site (https://vaxhub.vn/fhir/sid/site|CODE) or a province (https://vaxhub.vn/fhir/sid/province|CODE)",
+            ),
+            _p("authored-on", "date", lambda r: _dates(r.get("authoredOn")), "When the task was filed"),
+            _p("modified", "date", lambda r: _dates(r.get("lastModified")), "When the task last changed"),
+        )
+    },
+    "Group": {
+        p.name: p
+        for p in (
+            _IDENTIFIER,
+            _p("name", "string", lambda r: [r["name"]] if r.get("name") else [], "The cohort's name"),
+            _p("type", "token", lambda r: _code(r.get("type")), "person | practitioner | …; cohorts of Patients are person"),
+            _p(
+                "member",
+                "reference",
+                lambda r: _references(*[m.get("entity") for m in _list(r.get("member")) if isinstance(m, dict)]),
+                "A member of the cohort",
+                ("Patient",),
+            ),
+        )
+    },
     "Practitioner": {
         p.name: p
         for p in (
@@ -301,7 +345,7 @@ def index_params(rtype: str, name: str) -> tuple[str, ...]:
 
 # The Patient compartment (hl7.org/fhir/R4/compartmentdefinition-patient.html):
 # which reference puts a resource in a patient's compartment.
-PATIENT_COMPARTMENT = {"Patient": None, "Immunization": "patient", "AdverseEvent": "subject"}
+PATIENT_COMPARTMENT = {"Patient": None, "Immunization": "patient", "AdverseEvent": "subject", "Task": "patient"}
 
 
 def compartment_patient(rtype: str, resource_id: str, resource: dict) -> str | None:

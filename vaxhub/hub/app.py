@@ -17,18 +17,26 @@ from vaxhub.adapters.sms import ConsoleSms, SmsSender
 from vaxhub.hub.api import audit_events, auth, metadata, resources, verification
 from vaxhub.hub.api import certificates, hl7v2, imports
 from vaxhub.hub.api import mpi as mpi_api, patient_match
+from vaxhub.hub.api import bulk_export as bulk_export_api
+from vaxhub.hub.bulk_export.runner import BackgroundExporter, ExportOptions, ExportRunner, export_jobs
 from vaxhub.hub.api import reminders as reminders_api
 from vaxhub.hub.api import health
-from vaxhub.hub.api.access import AuditMiddleware, RateLimiter
+from vaxhub.hub.api import corrections as corrections_api
+from vaxhub.hub.healthbook.correction_queue import CorrectionQueue
+from vaxhub.hub.api.access import AuditMiddleware
 from vaxhub.hub.api.outcomes import install_handlers
+from vaxhub.hub.api.url_guard import RefuseControlCharacters
 from vaxhub.hub.audit.listener import AuditListener
 from vaxhub.hub.audit.trail import AuditTrail
 from vaxhub.hub.certificates.service import CertificateService
-from vaxhub.hub.logging_setup import install_redaction
+from vaxhub.hub.logging_setup import configure_logging
 from vaxhub.hub.mpi.enqueue import LinkEnqueuer
 from vaxhub.hub.mpi.service import MasterPatientIndex
+from vaxhub.hub.observability import endpoint as metrics_endpoint
+from vaxhub.hub.observability.middleware import RequestObservation
 from vaxhub.hub.security.citizen_login import ExternalIdentityProvider, OtpLogin
 from vaxhub.hub.security.clients import ClientRegistry
+from vaxhub.hub.security.rate_limits import build_rate_limiter
 from vaxhub.hub.security.tokens import TokenService, load_or_create_signing_key
 from vaxhub.hub.storage.engine import make_engine, upgrade
 from vaxhub.hub.storage.store import FhirStore
@@ -76,7 +84,7 @@ def build_app(
     clients = ClientRegistry(engine, leeway=settings.clock_skew_seconds)
     otp = OtpLogin(engine, store, sms or ConsoleSms(), secret=tokens.key.private_numbers().private_value.to_bytes(32, "big"))
     released = datetime.now(timezone.utc).date().isoformat()
-    install_redaction()
+    configure_logging(settings.effective_log_format(), settings.log_level)
 
     app = FastAPI(
         title="vaxhub",
@@ -90,14 +98,26 @@ def build_app(
     app.state.tokens = tokens
     app.state.clients = clients
     app.state.audit = trail
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.rate_limiter = build_rate_limiter(
+        settings.rate_limit_backend, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst, engine=engine, redis_url=settings.redis_url
+    )
     install_handlers(app)
+    app.add_middleware(RefuseControlCharacters)  # inside the audit middleware: refusals are audited
     app.add_middleware(AuditMiddleware, trail=trail)
-    app.include_router(auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store))
+    app.add_middleware(RequestObservation)  # added last, so outermost: the request id is bound for the audit too
+    app.include_router(auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store, trail=trail))
     app.include_router(metadata.build_router(settings, released))
     app.include_router(health.build_router(engine))  # /healthz, /readyz: public, for load balancers
+    app.include_router(metrics_endpoint.build_router(settings, engine, tokens))  # GET /metrics
     app.include_router(audit_events.build_router(trail, settings))
     app.include_router(patient_match.build_router(mpi, settings))
+    # Before the generic resource routes, which would read `$export` as a type or an id.
+    exports = export_jobs(engine, settings)
+    exporter = BackgroundExporter(ExportRunner(store, exports, ExportOptions.from_settings(settings))) if settings.export_in_process else None
+    if exporter is not None:  # the API process runs export jobs too (`vaxhub export work` needs no API)
+        app.router.on_startup.append(exporter.start)
+        app.router.on_shutdown.append(exporter.stop)
+    app.include_router(bulk_export_api.build_router(store, exports, settings, exporter))
     app.include_router(resources.build_router(store, settings))
     app.include_router(hl7v2.build_router(store, settings))
     app.include_router(imports.build_router(store, settings))
@@ -107,6 +127,7 @@ def build_app(
     app.state.certificates = CertificateService(engine, store, trail, settings)
     app.include_router(certificates.build_public_router(app.state.certificates))
     app.include_router(certificates.build_router(app.state.certificates, store, trail))
+    app.include_router(corrections_api.build_router(CorrectionQueue(store, trail, app.state.certificates)))  # sites' correction queue
     install_pages(app, otp=otp)  # citizen portal, verifier page, operator dashboard (vaxhub.hub.web)
 
     @app.get("/", include_in_schema=False)

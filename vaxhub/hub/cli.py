@@ -11,6 +11,7 @@ from vaxhub import __version__
 from vaxhub.hub.cli_identity import mpi_app
 from vaxhub.hub.cli_certificates import keys_app, verify as verify_certificate
 from vaxhub.hub.cli_reminders import reminders_app
+from vaxhub.hub.cli_export import export_app
 from vaxhub.hub.cli_backup import register as register_backup_commands
 from vaxhub.settings import load_settings
 
@@ -24,6 +25,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(mpi_app, name="mpi")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reminders_app, name="reminders")
+app.add_typer(export_app, name="export")
 app.command("verify")(verify_certificate)
 register_backup_commands(app)  # vaxhub backup / vaxhub restore
 console = Console(stderr=True)

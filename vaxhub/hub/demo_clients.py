@@ -13,8 +13,13 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Engine
 
+from vaxhub.hub.bulk_export.access import BULK_EXPORT_ROLE
 from vaxhub.hub.security.client_tools import generate_key
 from vaxhub.hub.security.clients import ClientRegistry
+
+
+# The national registry takes whole data sets with FHIR Bulk Data `$export`.
+DEMO_SYSTEM_ROLES = {"national-registry": BULK_EXPORT_ROLE}
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,14 @@ def register_demo_clients(engine: Engine, folder: Path, hospital_site: str) -> l
                    "system/Patient.cruds system/Immunization.cruds system/Organization.rs system/Location.rs system/Practitioner.rs"),
         DemoCaller("moh-operator", "operator", folder / "moh-operator.key.pem", None, "system/*.rs system/AuditEvent.rs"),
         DemoCaller("border-checker", "verifier", folder / "border-checker.key.pem", None, "system/Patient.rs"),
+        DemoCaller("national-registry", "system", folder / "national-registry.key.pem", None, "system/*.rs"),
     ]
     for caller in callers:
         if not caller.key_file.exists():
             generate_key(folder, caller.key_file.name.removesuffix(".key.pem"))
         jwks = orjson.loads((folder / caller.key_file.name.replace(".key.pem", ".jwks.json")).read_bytes())
         registry.register(caller.client_id, name=caller.client_id, kind=caller.kind, jwks=jwks, scopes=caller.scopes,
-                          site_code=caller.site, roles="auditor verification" if caller.kind == "operator" else "")
+                          site_code=caller.site, roles="auditor verification corrections" if caller.kind == "operator" else DEMO_SYSTEM_ROLES.get(caller.client_id, ""))
     return callers
 
 
@@ -54,6 +60,8 @@ def token_instructions(callers: list[DemoCaller], root: str, citizen_cccd: str |
             f"    curl -s -X POST {root}/auth/otp/verify -H 'content-type: application/json' -d '{{\"challenge\": \"<challenge>\", \"code\": \"<code>\"}}'",
         ]
     lines.append("  then: curl -H \"Authorization: Bearer $TOKEN\" " + f"{root}/fhir/Immunization?_count=5")
+    lines.append("  bulk export (national-registry's token): curl -i -H \"Authorization: Bearer $TOKEN\" -H 'Prefer: respond-async' "
+                 + f"'{root}/fhir/$export?_type=Patient,Immunization', then poll the Content-Location it answers")
     return "\n".join(lines)
 
 

@@ -49,6 +49,22 @@ def test_missing_resource_is_404(client):
     _outcome(client.get("/fhir/Patient/does-not-exist"), 404)
 
 
+@pytest.mark.parametrize("path", ["/fhir/Patient/%00", "/fhir/Patient/a%00b/_history/1", "/fhir/Patient%00", "/fhir/Patient?name=%00"])
+def test_control_characters_in_the_url_are_refused_and_still_audited(client, path):
+    r = client.get(path)
+    assert 400 <= r.status_code < 500, r.text
+    # The audit trail recorded the refusal (a path's character made printable).
+    events = [e["resource"] for e in client.get("/fhir/AuditEvent", params={"_count": 50}).json().get("entry", [])]
+    refused = [
+        ext["valueString"] for ev in events if ev["outcome"] == "4"
+        for ext in ev.get("extension", []) if ext["url"] == "urn:vaxhub:request"
+    ]
+    assert refused and refused[0].startswith("GET /fhir/Patient"), refused
+    assert not any("\x00" in text for text in refused)
+    if "%00" in path.partition("?")[0]:
+        assert any("\ufffd" in text for text in refused), refused
+
+
 def test_non_json_content_type_is_400(client):
     _outcome(client.post("/fhir/Patient", content=b"<Patient/>", headers={"content-type": "application/xml"}), 400)
 

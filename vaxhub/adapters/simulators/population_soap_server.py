@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+from collections import deque
 from importlib import resources
 
 from lxml import etree
@@ -153,6 +154,8 @@ class PopulationRegistrySimulator(ConditionedSimulator):
         self.registry = registry
         self.controller = ConditionsController(conditions)
         self.path = path
+        #: `X-Request-ID` headers of the calls received, newest last (the caller's correlation ids).
+        self.request_ids: deque[str] = deque(maxlen=10_000)
         self._wsdl = wsdl_text()
         self._schema = load_message_schema(self._wsdl)
         self.app = Starlette(routes=[Route(path, self._endpoint, methods=["GET", "POST"])])
@@ -163,6 +166,8 @@ class PopulationRegistrySimulator(ConditionedSimulator):
                 return Response(self.served_wsdl(str(request.url.replace(query=""))),
                                 media_type="text/xml; charset=utf-8")
             return Response("GET ?wsdl for the service description\n", status_code=404)
+        if request_id := request.headers.get("x-request-id"):
+            self.request_ids.append(request_id)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk

@@ -31,6 +31,7 @@ import asyncio
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,6 +101,8 @@ class SocialInsuranceSimulator(ConditionedSimulator):
         self.token_lifetime = token_lifetime
         self.tokens: dict[str, float] = {}  # token -> expiry (time.monotonic)
         self.tokens_issued = 0
+        #: `X-Request-ID` headers of the lookups received, newest last (the caller's correlation ids).
+        self.request_ids: deque[str] = deque(maxlen=10_000)
         self.app = self._build_app()
 
     def revoke_all_tokens(self) -> None:
@@ -113,6 +116,8 @@ class SocialInsuranceSimulator(ConditionedSimulator):
         return expiry is not None and expiry > time.monotonic()
 
     async def _under_conditions(self, request: Request, answer) -> JSONResponse:
+        if request_id := request.headers.get("x-request-id"):
+            self.request_ids.append(request_id)
         if not self._authorised(request):
             return _problem(401, "Unauthorized", "send X-API-Key or a Bearer token",
                             headers={"WWW-Authenticate": 'Bearer realm="bhxh"'})

@@ -8,46 +8,18 @@ appended when the response status is known.
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
-from typing import Callable
-
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vaxhub.errors import AuthenticationFailed, RateLimited
+from vaxhub.errors import AuthenticationFailed
 from vaxhub.hub.audit.trail import AuditTrail, Interaction, outcome_for_status
 from vaxhub.hub.security.principal import Principal
+from vaxhub.hub.security.rate_limits import RateLimiter  # noqa: F401 - the limiter `principal` applies, shared by every process
 from vaxhub.hub.security.tokens import TokenService
 
 AUDITED_PREFIXES = ("/fhir", "/ops/", "/hl7v2", "/imports")
 NOT_AUDITED = ("/fhir/metadata",)
-
-
-@dataclass
-class RateLimiter:
-    """Token bucket per caller: `rate` requests per second, bursts up to `burst`.
-
-    Kept per process: with N hub processes a caller gets at most N times the rate.
-    """
-
-    rate: float
-    burst: int
-    clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self, caller: str) -> None:
-        now = self.clock()
-        with self._lock:
-            tokens, last = self._buckets.get(caller, (float(self.burst), now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self._buckets[caller] = (tokens, now)
-                raise RateLimited(f"Too many requests from {caller}; slow down", retry_after=max(1, int((1 - tokens) / self.rate) + 1))
-            self._buckets[caller] = (tokens - 1, now)
 
 
 def bearer_token(request: Request) -> str | None:

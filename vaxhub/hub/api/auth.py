@@ -17,9 +17,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from vaxhub.errors import AuthenticationFailed, InputError, RateLimited, VaxhubError
+from vaxhub.hub.audit.trail import MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditTrail
 from vaxhub.hub.security.citizen_login import ExternalIdentityProvider, OtpLogin, find_patient_by_cccd, patient_principal
 from vaxhub.hub.security.clients import ASSERTION_TYPE, ClientRegistry
-from vaxhub.hub.security.principal import Principal
+from vaxhub.hub.security.login_audit import claimed_client, record_login
+from vaxhub.hub.security.principal import NOBODY, Principal
 from vaxhub.hub.security.scopes import format_scopes, grant
 from vaxhub.hub.security.tokens import TokenService
 from vaxhub.hub.storage.store import FhirStore
@@ -58,7 +60,9 @@ def build_router(
     otp: OtpLogin,
     eid: ExternalIdentityProvider | None,
     store: FhirStore,
+    trail: AuditTrail | None = None,
 ) -> APIRouter:
+    """The routes; with a `trail`, every token issued and every login refused is audited."""
     router = APIRouter(tags=["Authorisation"])
 
     def root(request: Request) -> str:
@@ -89,12 +93,23 @@ def build_router(
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         token_url = f"{root(request)}/auth/token"
-        try:
-            return await run_in_threadpool(_issue, fields, token_url)
-        except OAuthError as exc:
-            return _oauth_error(exc)
+        return await run_in_threadpool(_issue_audited, fields, token_url, request.client.host if request.client else None)
 
-    def _issue(fields: dict[str, str], token_url: str) -> JSONResponse:
+    def _issue_audited(fields: dict[str, str], token_url: str, source_ip: str | None) -> JSONResponse:
+        method = {"client_credentials": "client_credentials", TOKEN_EXCHANGE: "token-exchange"}.get(fields.get("grant_type", ""), "other")
+        try:
+            who, lifetime = _issue(fields, token_url)
+        except OAuthError as exc:
+            outcome = SERIOUS_FAILURE if exc.error in ("invalid_client", "invalid_grant") else MINOR_FAILURE
+            record_login(trail, method=method, outcome=outcome, who=claimed_client(fields.get("client_assertion")),
+                         path="/auth/token", source_ip=source_ip, detail=f"{exc.error}: {exc.description}")
+            return _oauth_error(exc)
+        response = _token_response(tokens, who, lifetime)
+        record_login(trail, method=method, outcome=SUCCESS, who=who, path="/auth/token", source_ip=source_ip,
+                     detail=f"token issued for {lifetime} s, scopes {format_scopes(list(who.scopes))}")
+        return response
+
+    def _issue(fields: dict[str, str], token_url: str) -> tuple[Principal, int]:
         grant_type = fields.get("grant_type")
         if grant_type == "client_credentials":
             if fields.get("client_assertion_type") != ASSERTION_TYPE or not fields.get("client_assertion"):
@@ -110,7 +125,7 @@ def build_router(
             if not scopes:
                 raise OAuthError("invalid_scope", "None of the requested scopes is allowed for this client")
             who = Principal(client.kind, client.client_id, client_id=client.client_id, site_code=client.site_code, scopes=tuple(scopes), roles=client.roles)
-            return _token_response(tokens, who, settings.access_token_seconds)
+            return who, settings.access_token_seconds
         if grant_type == TOKEN_EXCHANGE:
             if eid is None:
                 raise OAuthError("unsupported_grant_type", "No national e-ID provider is configured")
@@ -123,7 +138,7 @@ def build_router(
             patient_id = find_patient_by_cccd(store, cccd)
             if patient_id is None:
                 raise OAuthError("invalid_grant", "No vaccination record is held for this person")
-            return _token_response(tokens, patient_principal(patient_id, "eid"), settings.patient_token_seconds)
+            return patient_principal(patient_id, "eid"), settings.patient_token_seconds
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
 
     @router.post("/auth/otp/start", summary="Send a one-time code to the phone on record")
@@ -141,11 +156,20 @@ def build_router(
     @router.post("/auth/otp/verify", summary="Exchange a one-time code for a patient token")
     async def otp_verify(request: Request) -> JSONResponse:
         fields = await _json_or_form(request)
+        source_ip = request.client.host if request.client else None
         try:
             who = await run_in_threadpool(otp.verify, str(fields.get("challenge", "")), str(fields.get("code", "")))
         except VaxhubError as exc:
+            await run_in_threadpool(lambda: record_login(
+                trail, method="otp", outcome=SERIOUS_FAILURE, who=NOBODY, path="/auth/otp/verify", source_ip=source_ip, detail=exc.message
+            ))
             return JSONResponse({"error": "invalid_grant", "error_description": exc.message}, status_code=400, headers=NO_STORE)
-        return _token_response(tokens, who, settings.patient_token_seconds)
+        response = _token_response(tokens, who, settings.patient_token_seconds)
+        await run_in_threadpool(lambda: record_login(
+            trail, method="otp", outcome=SUCCESS, who=who, path="/auth/otp/verify", source_ip=source_ip,
+            detail=f"patient token issued for {settings.patient_token_seconds} s",
+        ))
+        return response
 
     return router
 

@@ -14,7 +14,12 @@ from vaxhub.fhir.search_params import PATIENT_COMPARTMENT, SEARCH_PARAMS
 from vaxhub.hub.api.fhir_http import FhirResponse, base_url
 from vaxhub.settings import Settings
 
+# FHIR Bulk Data Access IG 2.0.0: `$export` at system, Patient and Group level (vaxhub.hub.api.bulk_export).
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata"
 _INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+# Correction requests are created by citizens and changed only through the
+# sites' queue (/ops/corrections), never by a FHIR update or delete.
+_QUEUE_MANAGED_INTERACTIONS = {"Task": ["read", "vread", "history-instance", "history-type", "create", "search-type"]}
 
 
 def _includes(rtype: str) -> list[str]:
@@ -35,13 +40,13 @@ def capability_statement(base: str, released: str) -> dict:
     for rtype in SUPPORTED_TYPES:
         entry = {
             "type": rtype,
-            "interaction": [{"code": code} for code in _INTERACTIONS],
+            "interaction": [{"code": code} for code in _QUEUE_MANAGED_INTERACTIONS.get(rtype, _INTERACTIONS)],
             "versioning": "versioned-update",
             "readHistory": True,
-            "updateCreate": True,
+            "updateCreate": rtype not in _QUEUE_MANAGED_INTERACTIONS,
             "conditionalCreate": True,
             "conditionalRead": "not-supported",
-            "conditionalUpdate": True,
+            "conditionalUpdate": rtype not in _QUEUE_MANAGED_INTERACTIONS,
             "conditionalDelete": "not-supported",
             "referencePolicy": ["literal", "enforced", "local"],
             "searchInclude": _includes(rtype),
@@ -55,11 +60,19 @@ def capability_statement(base: str, released: str) -> dict:
                 ],
             ],
         }
+        if rtype in _QUEUE_MANAGED_INTERACTIONS:
+            entry["documentation"] = (
+                "Citizens' correction requests (code change): a citizen's token creates them about its own records; "
+                "sites accept or reject them at /ops/corrections."
+            )
         if rtype == "Patient":
             entry["operation"] = [
                 {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
                 {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+                {"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/patient-export"},
             ]
+        if rtype == "Group":
+            entry["operation"] = [{"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/group-export"}]
         if not entry["searchInclude"]:
             del entry["searchInclude"]
         if not entry["searchRevInclude"]:
@@ -72,6 +85,7 @@ def capability_statement(base: str, released: str) -> dict:
         "kind": "instance",
         "software": {"name": "vaxhub", "version": __version__},
         "implementation": {"description": "vaxhub FHIR R4 endpoint", "url": base},
+        "instantiates": [f"{BULK_DATA}/CapabilityStatement/bulk-data"],
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "rest": [
@@ -99,6 +113,7 @@ def capability_statement(base: str, released: str) -> dict:
                 },
                 "resource": resources,
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [{"name": "export", "definition": f"{BULK_DATA}/OperationDefinition/export"}],
             }
         ],
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vaxhub.fhir.search_params import compartment_patient
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditEventRow, AuditPatientRow
+from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
 from vaxhub.hub.storage.engine import write_transaction
 
@@ -36,6 +38,13 @@ GENESIS = "0" * 64
 ACTION_CODE = {
     "create": "C", "read": "R", "vread": "R", "search": "E", "history": "R", "update": "U",
     "delete": "D", "transaction": "E", "batch": "E", "operation": "E", "export": "R", "issue-certificate": "C",
+    "login": "E",
+}
+# Security events are not REST interactions: a login (token issued or refused) is
+# DICOM 110114 User Authentication, subtype 110122 Login (IHE BasicAudit).
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
+EVENT_TYPES = {
+    "login": ({"system": DICOM, "code": "110114", "display": "User Authentication"}, {"system": DICOM, "code": "110122", "display": "Login"}),
 }
 # AuditEvent.outcome: 0 success, 4 minor failure (the caller's), 8 serious failure (refused or ours).
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
@@ -58,7 +67,7 @@ class Interaction:
     path: str
     query: str = ""
     source_ip: str | None = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: current_request_id() or uuid.uuid4().hex)
     principal: Principal = NOBODY
     entities: list[tuple[str, str, int | None]] = field(default_factory=list)
     patients: set[str] = field(default_factory=set)
@@ -100,6 +109,15 @@ def _agent(principal: Principal, source_ip: str | None) -> dict[str, Any]:
     return agent
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """A caller's path or an error message as the trail can store it: PostgreSQL's
+    JSONB refuses NUL, and no control character belongs in an audit record."""
+    return _CONTROL.sub("\ufffd", text)
+
+
 def audit_event(interaction: Interaction, event_id: str, recorded: datetime) -> dict[str, Any]:
     """The FHIR R4 AuditEvent for an interaction."""
     entities: list[dict[str, Any]] = [
@@ -109,11 +127,15 @@ def audit_event(interaction: Interaction, event_id: str, recorded: datetime) -> 
     entities += [{"what": {"reference": f"Patient/{p}"}, "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1"}} for p in sorted(interaction.patients)]
     if interaction.query:
         entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2"}, "query": _b64(interaction.query)})
+    event_type, subtype = EVENT_TYPES.get(interaction.action) or (
+        {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+        {"system": "http://hl7.org/fhir/restful-interaction", "code": interaction.action},
+    )
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": event_id,
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": interaction.action}],
+        "type": event_type,
+        "subtype": [subtype],
         "action": ACTION_CODE.get(interaction.action, "E"),
         "recorded": recorded.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z"),
         "outcome": interaction.outcome,
@@ -121,8 +143,8 @@ def audit_event(interaction: Interaction, event_id: str, recorded: datetime) -> 
         "source": {"observer": {"display": "vaxhub"}, "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4"}]},
     }
     if interaction.description:
-        event["outcomeDesc"] = interaction.description[:1000]
-    event["extension"] = [{"url": "urn:vaxhub:request", "valueString": f"{interaction.method} {interaction.path} {interaction.request_id}"}]
+        event["outcomeDesc"] = _printable(interaction.description[:1000])
+    event["extension"] = [{"url": "urn:vaxhub:request", "valueString": _printable(f"{interaction.method} {interaction.path} {interaction.request_id}")}]
     if entities:
         event["entity"] = entities
     return event

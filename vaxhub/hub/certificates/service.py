@@ -17,6 +17,7 @@ from vaxhub.hub.certificates.issuance import CertificateIssuer, IssuedCertificat
 from vaxhub.hub.certificates.signing_keys import HubSigningKeys
 from vaxhub.hub.certificates.tables import CertificateRow
 from vaxhub.hub.certificates.trust_store import CertificateTrust
+from vaxhub.hub.observability.metrics import CERTIFICATES_ISSUED
 from vaxhub.hub.security.principal import Principal
 from vaxhub.hub.storage.store import FhirStore
 from vaxhub.settings import Settings
@@ -44,7 +45,9 @@ class CertificateService:
         return IssuerProfile(s.cert_country, s.cert_issuer, s.cert_valid_days, self.card_issuer(root))
 
     def issue(self, patient_id: str, *, who: Principal, root: str, interaction: Interaction, override_reason: str | None = None) -> IssuedCertificate:
-        return self.issuer.issue(patient_id, who=who, profile=self.profile(root), interaction=interaction, override_reason=override_reason)
+        issued = self.issuer.issue(patient_id, who=who, profile=self.profile(root), interaction=interaction, override_reason=override_reason)
+        CERTIFICATES_ISSUED.inc()
+        return issued
 
     def _load(self, condition: Any) -> list[StoredCertificate]:
         with self.engine.connect() as conn:

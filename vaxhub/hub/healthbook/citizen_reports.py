@@ -1,4 +1,6 @@
-"""What a citizen may report from the health book: a reaction to one of their own doses.
+"""What a citizen may report from the health book: a reaction to one of their
+own doses, or a correction request about their own records
+(`vaxhub.hub.healthbook.corrections`).
 
 A citizen's token writes nothing else (`policy.CITIZEN_CREATABLE`). The check
 runs inside the write's unit of work, so the dose it looks at is the one the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from vaxhub.errors import Forbidden, Gone, InvalidResource, Issue, NotFound
 from vaxhub.fhir.search_params import compartment_patient, parse_reference
+from vaxhub.hub.healthbook.corrections import prepare_correction
 from vaxhub.hub.security.policy import citizen_compartment
 from vaxhub.hub.security.principal import PATIENT, Principal
 from vaxhub.hub.storage.store import Writer
@@ -30,6 +33,13 @@ def check_citizen_create(writer: Writer, who: Principal, resource: dict) -> None
     if who.kind != PATIENT:
         return
     rtype = resource.get("resourceType")
+    if rtype == "Task":
+        # The body handed here is the one the create stores: replace it with the
+        # checked and routed request (owner, requester, authoredOn are the hub's).
+        filed = prepare_correction(writer, who, resource)
+        resource.clear()
+        resource.update(filed)
+        return
     if rtype != "AdverseEvent":
         raise Forbidden(f"A citizen's token cannot create {rtype} resources")
     mine = citizen_compartment(who)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vaxhub.errors import Forbidden
 from vaxhub.hub.mpi.golden import RESERVED_SYSTEMS, is_golden
+from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 from vaxhub.hub.storage.store import Stored, Writer
 from vaxhub.identity.keys import match_keys
@@ -62,11 +63,17 @@ class LinkEnqueuer:
 
 
 def queue_records(conn: Connection, record_ids: list[str], now) -> None:
-    """Queue records for (re)linking; a row that exists keeps its link until the worker decides."""
+    """Queue records for (re)linking; a row that exists keeps its link until the worker decides.
+
+    The request id bound now (the API request that wrote the Patient; none for
+    the workers' own re-queues) goes with the row for the worker's logs."""
     insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = insert(RECORD)
     stmt = stmt.on_conflict_do_update(
         index_elements=[RECORD.c.record_id],
-        set_={"state": "queued", "queued_at": stmt.excluded.queued_at, "attempts": 0, "last_error": None},
+        set_={"state": "queued", "queued_at": stmt.excluded.queued_at, "attempts": 0, "last_error": None,
+              "request_id": stmt.excluded.request_id},
     )
-    conn.execute(stmt, [{"record_id": r, "state": "queued", "queued_at": now, "locked": False, "attempts": 0} for r in record_ids])
+    request_id = current_request_id()
+    conn.execute(stmt, [{"record_id": r, "state": "queued", "queued_at": now, "locked": False, "attempts": 0,
+                         "request_id": request_id} for r in record_ids])

@@ -31,6 +31,7 @@ from vaxhub.hub.mpi.enqueue import queue_records
 from vaxhub.hub.mpi.index import RECORD
 from vaxhub.hub.mpi.linker import RegistryView, mark_failed, registry_views
 from vaxhub.hub.mpi.service import MasterPatientIndex
+from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.storage.engine import write_transaction
 from vaxhub.hub.storage.mpi_tables import MpiCursorRow
 from vaxhub.hub.storage.outbox_tables import VerificationResultRow
@@ -106,22 +107,27 @@ class LinkWorker:
         now = utcnow()
         with self.mpi.engine.connect() as conn:
             due = list(conn.execute(
-                select(RECORD.c.record_id, RECORD.c.attempts).where(RECORD.c.state == "queued", RECORD.c.queued_at <= now)
+                select(RECORD.c.record_id, RECORD.c.attempts, RECORD.c.request_id).where(RECORD.c.state == "queued", RECORD.c.queued_at <= now)
                 .order_by(RECORD.c.queued_at).limit(self.batch)
             ))
         linker = self.mpi.linker()
-        for record_id, attempts in due:
-            try:
-                if self.mpi.link(record_id, only_if_queued=True, linker=linker, inline_golden=False) is not None:
-                    self.linked += 1
-            except Exception as exc:  # a defect or a lost race must not stop the queue: retried, then left failed
-                log.exception("linking Patient/%s failed", record_id)
-                self.failed += 1
-                dead = attempts + 1 >= self.max_attempts
-                with write_transaction(self.mpi.engine) as conn:
-                    mark_failed(conn, record_id, f"{type(exc).__name__}: {exc}", attempts=attempts + 1, dead=dead,
-                                now=utcnow() + timedelta(seconds=self.backoff_seconds * 2 ** attempts))
+        for record_id, attempts, request_id in due:
+            with bound_request_id(request_id):  # the request that queued it, in this record's log lines
+                self._link_one(linker, record_id, attempts)
         return len(due) + self.refresh_stale()
+
+    def _link_one(self, linker, record_id: str, attempts: int) -> None:  # noqa: ANN001 - the index's linker
+        log.debug("linking Patient/%s, attempt %s", record_id, attempts + 1)
+        try:
+            if self.mpi.link(record_id, only_if_queued=True, linker=linker, inline_golden=False) is not None:
+                self.linked += 1
+        except Exception as exc:  # a defect or a lost race must not stop the queue: retried, then left failed
+            log.exception("linking Patient/%s failed", record_id)
+            self.failed += 1
+            dead = attempts + 1 >= self.max_attempts
+            with write_transaction(self.mpi.engine) as conn:
+                mark_failed(conn, record_id, f"{type(exc).__name__}: {exc}", attempts=attempts + 1, dead=dead,
+                            now=utcnow() + timedelta(seconds=self.backoff_seconds * 2 ** attempts))
 
     def refresh_stale(self, limit: int = 200) -> int:
         """Rebuild every golden Patient marked stale (by this pass's links or the

@@ -35,6 +35,7 @@ CCCD_SYSTEM = "https://vaxhub.vn/fhir/sid/cccd"
 PATIENT_SCOPES = tuple(parse_scopes(
     "patient/Patient.rs patient/Immunization.rs patient/Organization.rs patient/Location.rs"
     " patient/AdverseEvent.crs"  # the health book reports reactions (vaxhub.hub.healthbook.citizen_reports)
+    " patient/Task.crs"  # and asks for corrections (vaxhub.hub.healthbook.corrections)
 ))
 CODE_SECONDS = 300
 MAX_ATTEMPTS = 5

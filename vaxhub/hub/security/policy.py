@@ -25,9 +25,13 @@ from vaxhub.hub.storage.store import Stored
 SITE_SYSTEM_PREFIX = "https://vaxhub.vn/fhir/sid/site/"
 OWNER_PREFIX = "urn:vaxhub:site:"
 WRITE_PERMISSION = {"create": "c", "update": "u", "delete": "d"}
-# The only writes a citizen makes: reports about their own doses, each checked
-# against their compartment (`vaxhub.hub.healthbook.citizen_reports`).
-CITIZEN_CREATABLE = frozenset({"AdverseEvent"})
+# The only writes a citizen makes: reports about their own records (a reaction,
+# a correction request), each checked against their compartment
+# (`vaxhub.hub.healthbook.citizen_reports`).
+CITIZEN_CREATABLE = frozenset({"AdverseEvent", "Task"})
+# Correction requests change only through the sites' work queue
+# (`/ops/corrections`), which applies them; a generic write would skip that.
+QUEUE_MANAGED = frozenset({"Task"})
 
 
 def require(principal: Principal, rtype: str, permission: str) -> None:
@@ -86,6 +90,8 @@ class SiteWriteGuard:
             if resource is None or compartment_patient(rtype, "", resource) not in citizen_compartment(self.principal):
                 raise Forbidden(f"A citizen may write {rtype} resources about themselves only")
             return resource
+        if rtype in QUEUE_MANAGED:
+            raise Forbidden(f"{rtype} resources are filed by citizens and handled through /ops/corrections")
         site = self.principal.site_code
         if current is not None and current.content is not None:
             owner = owner_of(current.content)

@@ -74,6 +74,8 @@ class MpiRecordRow(Base):
     linked_at: Mapped[datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The API request that queued the record (migration 0011), bound by the worker for its logs.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_mpi_record_person", "person_id"),

@@ -58,6 +58,9 @@ class VerificationJobRow(Base):
     checked_at: Mapped[datetime | None] = mapped_column(DateTime)
     insurance_status: Mapped[str | None] = mapped_column(String(16))
     insurance_mismatches: Mapped[dict[str, Any] | None] = mapped_column(DOCUMENT)
+    # The API request that queued this version's check (migration 0011), bound
+    # by the worker for its logs and sent to the registries as X-Request-ID.
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_verification_job_claimable", "state", "available_at"),

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.policy import owner_of
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import Stored, Writer
@@ -30,7 +31,7 @@ JOB = VerificationJobRow.__table__
 # Columns a newer Patient version resets; the latest result stays until replaced.
 _RESET_ON_ENQUEUE = (
     "patient_version", "claim", "site_ref", "site_name", "site_code", "state", "attempts",
-    "available_at", "lease_token", "leased_by", "enqueued_at", "last_error",
+    "available_at", "lease_token", "leased_by", "enqueued_at", "last_error", "request_id",
 )
 
 
@@ -71,6 +72,7 @@ class VerificationEnqueuer:
             "leased_by": None,
             "enqueued_at": writer.now,
             "last_error": None,
+            "request_id": current_request_id(),  # the worker binds it while verifying
         }
 
     def before_commit(self, writer: Writer) -> None:

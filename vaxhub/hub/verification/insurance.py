@@ -16,6 +16,7 @@ from typing import Any
 from vaxhub.adapters.agreement import BHXH_PATTERN, CCCD_PATTERN, disagreeing_fields
 from vaxhub.adapters.ports import PersonClaim, SocialInsurance, VerificationResult
 from vaxhub.adapters.social_insurance_rest import ApiKeyAuth, RestSocialInsurance
+from vaxhub.hub.observability.request_context import outgoing_headers
 from vaxhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,4 +81,5 @@ def build_social_insurance(settings: Settings) -> RestSocialInsurance | None:
         settings.social_insurance_url,
         auth=ApiKeyAuth(settings.social_insurance_api_key),
         timeout=settings.registry_timeout,
+        request_headers=outgoing_headers,  # the job's request id, as X-Request-ID
     )

@@ -51,6 +51,7 @@ class ClaimedJob:
     claim: PersonClaim
     attempts: int  # including this one
     lease_token: str
+    request_id: str | None = None  # the API request that queued it (bound while verifying)
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,12 @@ def claim_jobs(engine: Engine, *, worker: str, limit: int, lease_seconds: float,
             available_at=now + timedelta(seconds=lease_seconds),
             attempts=JOB.c.attempts + 1,
         )
-        .returning(JOB.c.patient_id, JOB.c.patient_version, JOB.c.claim, JOB.c.attempts)
+        .returning(JOB.c.patient_id, JOB.c.patient_version, JOB.c.claim, JOB.c.attempts, JOB.c.request_id)
     )
     with _write(engine) as conn, conn.begin():
         rows = conn.execute(stmt).all()
     return [
-        ClaimedJob(r.patient_id, r.patient_version, claim_from_document(r.claim), r.attempts, token)
+        ClaimedJob(r.patient_id, r.patient_version, claim_from_document(r.claim), r.attempts, token, r.request_id)
         for r in rows
     ]
 

@@ -36,10 +36,13 @@ from sqlalchemy import Engine
 
 from vaxhub.adapters.errors import RegistryError, RegistryThrottled
 from vaxhub.adapters.population_soap import SoapPopulationRegistry
-from vaxhub.adapters.ports import PopulationRegistry, SocialInsurance
+from vaxhub.adapters.ports import PopulationRegistry, SocialInsurance, VerificationResult
+from vaxhub.hub.logging_setup import configure_logging
+from vaxhub.hub.observability.metrics import observed_registry_call, record_registry_call
+from vaxhub.hub.observability.request_context import bound_request_id, outgoing_headers
 from vaxhub.hub.verification.backoff import backoff_delay
 from vaxhub.hub.verification.circuit import CircuitBreaker
-from vaxhub.hub.verification.insurance import build_social_insurance, cross_check
+from vaxhub.hub.verification.insurance import INSURANCE_REGISTRY_NAME, InsuranceCheck, build_social_insurance, cross_check
 from vaxhub.hub.verification.transport import PooledSoapTransport
 from vaxhub.hub.verification.queue import ClaimedJob, Completion, Reschedule, claim_jobs, queued_count, record
 from vaxhub.settings import Settings
@@ -88,6 +91,7 @@ def build_population_registry(settings: Settings, *, concurrency: int) -> SoapPo
         timeout=settings.registry_timeout,
         transport=transport,
         user_id=settings.registry_user_id,
+        http_headers=outgoing_headers,  # the job's request id, as X-Request-ID
     )
 
 
@@ -116,8 +120,15 @@ class VerificationWorker:
     # -- one job, on a pool thread
 
     def _verify(self, job: ClaimedJob, outcomes: queues.SimpleQueue) -> None:
+        # The id of the request that queued the job: in this job's log lines and registry calls.
+        with bound_request_id(job.request_id):
+            self._verify_bound(job, outcomes)
+
+    def _verify_bound(self, job: ClaimedJob, outcomes: queues.SimpleQueue) -> None:
+        log.debug("verifying Patient/%s version %s, attempt %s", job.patient_id, job.patient_version, job.attempts)
         try:
-            result = self.registry.verify(job.claim)
+            with observed_registry_call(REGISTRY_NAME):
+                result = self.registry.verify(job.claim)
         except RegistryThrottled as exc:
             outcomes.put((job, exc))
         except RegistryError as exc:
@@ -128,8 +139,16 @@ class VerificationWorker:
             outcomes.put((job, exc))
         else:
             self.breaker.record_success()
-            insurance = cross_check(self.insurance, job.claim, result) if self.insurance is not None else None
+            insurance = self._cross_check(job, result) if self.insurance is not None else None
+            log.debug("Patient/%s version %s: %s", job.patient_id, job.patient_version, result.status.value)
             outcomes.put((job, Completion(job, result, insurance)))
+
+    def _cross_check(self, job: ClaimedJob, result: VerificationResult) -> InsuranceCheck:
+        started = time.perf_counter()
+        check = cross_check(self.insurance, job.claim, result)
+        if check.status != "skipped":  # no call was made
+            record_registry_call(INSURANCE_REGISTRY_NAME, "error" if check.status == "error" else "ok", time.perf_counter() - started)
+        return check
 
     def _decide(self, job: ClaimedJob, answer: object) -> Completion | Reschedule:
         if isinstance(answer, Completion):
@@ -207,6 +226,7 @@ class VerificationWorker:
 def run_worker(settings: Settings, engine: Engine, *, stop: threading.Event | None = None,
                name: str | None = None, until_idle: bool = False, **overrides: object) -> int:
     """Build the registry clients and breaker from settings and run a worker."""
+    configure_logging(settings.effective_log_format(), settings.log_level)
     options = WorkerOptions.from_settings(settings, **overrides)
     worker_name = name or default_worker_name()
     breaker = CircuitBreaker(

@@ -20,12 +20,13 @@ from starlette.responses import RedirectResponse, Response
 
 from vaxhub.errors import AuthenticationFailed, InvalidResource, NotFound, VaxhubError
 from vaxhub.fhir.outcome import status_for
-from vaxhub.hub.audit.trail import outcome_for_status
+from vaxhub.hub.audit.trail import SERIOUS_FAILURE, SUCCESS, outcome_for_status
 from vaxhub.hub.certificates.downloads import render_download
+from vaxhub.hub.security.login_audit import record_login
 from vaxhub.hub.security.person_scope import scoped_to_person
-from vaxhub.hub.security.principal import PATIENT, Principal
+from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
 from vaxhub.hub.web import WebContext
-from vaxhub.hub.web.corrections import file_correction
+from vaxhub.hub.web.corrections import file_correction, person_corrections
 from vaxhub.hub.web.csrf import CSRF_FIELD, secure_cookies
 from vaxhub.hub.web.health_record import own_patient, read_health_record
 from vaxhub.hub.web.pages import PageRoute
@@ -112,11 +113,19 @@ def build_router(web: WebContext) -> APIRouter:
         pages.csrf.check(request, form.get(CSRF_FIELD))
         challenge = request.cookies.get(CHALLENGE_COOKIE, "")
         code = form.get("code")
+        source_ip = request.client.host if request.client else None
         try:
             who = await run_in_threadpool(web.otp.verify, challenge, code if isinstance(code, str) else "")
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
+            await run_in_threadpool(lambda: record_login(
+                web.trail, method="portal-otp", outcome=SERIOUS_FAILURE, who=NOBODY, path=request.url.path, source_ip=source_ip, detail=exc.message
+            ))
             return pages.render(request, "portal_code.html", {"wrong": True}, status=401)
         token, lifetime = web.tokens.issue(who, web.settings.patient_token_seconds)
+        await run_in_threadpool(lambda: record_login(
+            web.trail, method="portal-otp", outcome=SUCCESS, who=who, path=request.url.path, source_ip=source_ip,
+            detail=f"portal session of {lifetime} s",
+        ))
         pages.csrf.rotate(request)  # a new session, a new form key
         response = _see_other("/portal/record")
         set_cookie(request, response, SESSION_COOKIE, token, lifetime)
@@ -177,8 +186,9 @@ def build_router(web: WebContext) -> APIRouter:
             return _see_other("/portal")
         audit = web.interaction(request, "read", who)
         health = read_health_record(web.store, web.certificates, who, audit)
+        requests = person_corrections(web.store, who, audit)
         web.trail.record(audit)
-        return pages.render(request, "portal_correction.html", {"record": health, "filed": None, "error": False})
+        return pages.render(request, "portal_correction.html", {"record": health, "filed": None, "error": False, "requests": requests})
 
     @router.post("/correction")
     async def correction(request: Request) -> Response:
@@ -188,13 +198,16 @@ def build_router(web: WebContext) -> APIRouter:
         patient = own_patient(web.store, who)
         audit = web.interaction(request, "create", who)
         try:
-            task_id = await run_in_threadpool(file_correction, web.store, who, patient, form.get("focus"), form.get("description"), audit)
+            task_id = await run_in_threadpool(
+                file_correction, web.store, who, patient, form.get("focus"), form.get("description"), audit, form.get("field"), form.get("value")
+            )
         except InvalidResource:
             read = web.interaction(request, "read", who)
             health = read_health_record(web.store, web.certificates, who, read)
+            requests = person_corrections(web.store, who, read)
             web.trail.record(read)
-            return pages.render(request, "portal_correction.html", {"record": health, "filed": None, "error": True}, status=400)
-        return pages.render(request, "portal_correction.html", {"record": None, "filed": task_id, "error": False}, status=201)
+            return pages.render(request, "portal_correction.html", {"record": health, "filed": None, "error": True, "requests": requests}, status=400)
+        return pages.render(request, "portal_correction.html", {"record": None, "filed": task_id, "error": False, "requests": []}, status=201)
 
     @router.post("/sign-out")
     async def sign_out(request: Request) -> Response:

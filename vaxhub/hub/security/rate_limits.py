@@ -1,0 +1,238 @@
+"""Per-caller rate limits shared by every hub process.
+
+A sliding-window counter (the estimate of Cloudflare's and nginx's limiters):
+requests are counted per caller in fixed windows of `burst / rate` seconds;
+a request is allowed while
+
+    hits in the previous window × (share of the current window still to run)
+    + hits in the current window (this one included)
+
+stays within `burst`. A caller may thus send `burst` requests at once and
+`rate` per second sustained, and a window boundary does not reset its budget.
+A refused request is taken back off the count, so a caller sending faster
+than the rate still gets the rate through.
+
+The counters live where every process sees them (`VAXHUB_RATE_LIMIT_BACKEND`):
+
+- `database` (default): one atomic upsert per request into `rate_limit_window`
+  (`INSERT … ON CONFLICT DO UPDATE … RETURNING`, PostgreSQL and SQLite ≥ 3.35),
+  old windows swept by each process once a minute;
+- `redis`: `INCR` and `PEXPIRE` of the window's key in one MULTI, Redis
+  expiring old windows itself. Should Redis be unreachable the request is let
+  through (counted in `vaxhub_rate_limit_backend_errors_total` and logged):
+  the limit protects the hub, it must not take the API down with it;
+- `memory`: this process only, for tests and single-process tools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from vaxhub.errors import RateLimited
+from vaxhub.hub.observability.metrics import RATE_LIMITED, RATE_LIMIT_BACKEND_ERRORS
+from vaxhub.hub.storage.engine import write_transaction
+from vaxhub.hub.storage.rate_limit_tables import RateLimitWindowRow
+
+log = logging.getLogger(__name__)
+
+WINDOW = RateLimitWindowRow.__table__
+MAX_KEY = 200
+MIN_WINDOW_MS = 1000
+SWEEP_SECONDS = 60.0
+
+
+class CounterUnavailable(Exception):
+    """The shared counter could not be reached."""
+
+
+class WindowCounter(Protocol):
+    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
+        """Count one request of `caller` in the window starting at `window_start`
+        (epoch ms); return the hits in this window and in the previous one."""
+
+    def undo(self, caller: str, window_start: int) -> None:
+        """Take back one request counted by `hit` (it was refused)."""
+
+
+def counter_key(caller: str) -> str:
+    """The caller as stored: long keys (an address with a prefix, a long client id) hashed to a bounded size."""
+    if len(caller) <= MAX_KEY:
+        return caller
+    return "sha256:" + hashlib.sha256(caller.encode("utf-8")).hexdigest()
+
+
+def retry_after_seconds(previous: int, current: int, burst: int, elapsed: float, window_seconds: float) -> int:
+    """Seconds until one more request would be allowed, if none came meanwhile."""
+    if previous > 0 and burst - current - 1 >= 0:
+        # Fits later in this window, once enough of the previous window has faded.
+        fits_at = 1 - (burst - current - 1) / previous
+        wait = (fits_at - elapsed) * window_seconds
+    else:
+        # Fits in the next window, once enough of this one has faded.
+        fades = max(0.0, 1 - (burst - 1) / current) if current else 0.0
+        wait = (1 - elapsed) * window_seconds + fades * window_seconds
+    return max(1, math.ceil(wait))
+
+
+@dataclass
+class RateLimiter:
+    """`rate` requests per second per caller, bursts up to `burst`, counted in `counter`."""
+
+    rate: float
+    burst: int
+    counter: WindowCounter = field(default_factory=lambda: MemoryWindows())
+    clock: Callable[[], float] = time.time  # wall clock: windows must line up across machines
+    _warned_at: float = field(default=float("-inf"), repr=False)
+
+    def take(self, caller: str) -> None:
+        now_ms = int(self.clock() * 1000)
+        window_ms = max(MIN_WINDOW_MS, int(self.burst / self.rate * 1000))
+        start = now_ms - now_ms % window_ms
+        try:
+            current, previous = self.counter.hit(counter_key(caller), start, window_ms)
+        except CounterUnavailable as exc:
+            RATE_LIMIT_BACKEND_ERRORS.inc()
+            if time.monotonic() - self._warned_at > SWEEP_SECONDS:  # one line a minute, not one per request
+                self._warned_at = time.monotonic()
+                log.warning("rate limit not applied: %s", exc)
+            return
+        elapsed = (now_ms - start) / window_ms
+        if previous * (1 - elapsed) + current > self.burst:
+            RATE_LIMITED.inc()
+            try:
+                self.counter.undo(counter_key(caller), start)
+            except CounterUnavailable:
+                pass  # counted once too often: the caller waits a little longer
+            wait = retry_after_seconds(previous, current, self.burst, elapsed, window_ms / 1000)
+            raise RateLimited(f"Too many requests from {caller}; slow down", retry_after=wait)
+
+
+class MemoryWindows:
+    """Counters in this process only."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._hits: dict[tuple[str, int], tuple[int, int]] = {}  # (caller, start) -> (hits, expires ms)
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._swept = clock()
+
+    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
+        with self._lock:
+            hits, _ = self._hits.get((caller, window_start), (0, 0))
+            self._hits[(caller, window_start)] = (hits + 1, window_start + 2 * window_ms)
+            previous = self._hits.get((caller, window_start - window_ms), (0, 0))[0]
+            now = self._clock()
+            if now - self._swept > SWEEP_SECONDS:
+                self._swept = now
+                self._hits = {k: v for k, v in self._hits.items() if v[1] >= now * 1000}
+        return hits + 1, previous
+
+    def undo(self, caller: str, window_start: int) -> None:
+        with self._lock:
+            hits, expires = self._hits.get((caller, window_start), (1, 0))
+            self._hits[(caller, window_start)] = (hits - 1, expires)
+
+
+class DatabaseWindows:
+    """Counters in the hub's database (`rate_limit_window`), one upsert per request."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time, sweep_seconds: float = SWEEP_SECONDS):
+        self.engine = engine
+        self._clock = clock
+        self._sweep_seconds = sweep_seconds
+        self._insert = postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._swept = float("-inf")
+
+    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
+        stmt = self._insert(WINDOW).values(caller=caller, window_start=window_start, hits=1, expires_at=window_start + 2 * window_ms)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[WINDOW.c.caller, WINDOW.c.window_start], set_={"hits": WINDOW.c.hits + 1}
+        ).returning(WINDOW.c.hits)
+        with write_transaction(self.engine) as conn:
+            current = conn.execute(stmt).scalar_one()
+            previous = conn.execute(
+                select(WINDOW.c.hits).where(WINDOW.c.caller == caller, WINDOW.c.window_start == window_start - window_ms)
+            ).scalar()
+        self._sweep()
+        return current, previous or 0
+
+    def undo(self, caller: str, window_start: int) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(WINDOW).where(WINDOW.c.caller == caller, WINDOW.c.window_start == window_start).values(hits=WINDOW.c.hits - 1)
+            )
+
+    def _sweep(self) -> None:
+        if time.monotonic() - self._swept < self._sweep_seconds:
+            return
+        self._swept = time.monotonic()
+        try:
+            with write_transaction(self.engine) as conn:
+                conn.execute(delete(WINDOW).where(WINDOW.c.expires_at < int(self._clock() * 1000)))
+        except SQLAlchemyError as exc:  # another process sweeping the same rows; the next sweep gets them
+            log.info("rate-limit sweep skipped: %s", exc)
+
+
+class RedisWindows:
+    """Counters in Redis; keys expire one window after their own ends."""
+
+    def __init__(self, client, *, prefix: str = "vaxhub:rate:"):  # noqa: ANN001 - a redis.Redis
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.5) -> RedisWindows:
+        import redis
+
+        # Short timeouts: a slow Redis must not hold every request up.
+        return cls(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout))
+
+    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
+        import redis
+
+        key = f"{self.prefix}{caller}:{window_start}"
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.pexpire(key, 2 * window_ms)
+            pipe.get(f"{self.prefix}{caller}:{window_start - window_ms}")
+            current, _, previous = pipe.execute()
+        except redis.RedisError as exc:
+            raise CounterUnavailable(f"Redis: {exc}") from exc
+        return int(current), int(previous or 0)
+
+    def undo(self, caller: str, window_start: int) -> None:
+        import redis
+
+        try:
+            self.client.decr(f"{self.prefix}{caller}:{window_start}")
+        except redis.RedisError as exc:
+            raise CounterUnavailable(f"Redis: {exc}") from exc
+
+
+def build_rate_limiter(backend: str, *, rate: float, burst: int, engine: Engine, redis_url: str | None = None) -> RateLimiter:
+    """The limiter for `VAXHUB_RATE_LIMIT_BACKEND`."""
+    counter: WindowCounter
+    if backend == "database":
+        counter = DatabaseWindows(engine)
+    elif backend == "redis":
+        if not redis_url:
+            raise ValueError("VAXHUB_RATE_LIMIT_BACKEND=redis needs VAXHUB_REDIS_URL")
+        counter = RedisWindows.from_url(redis_url)
+    elif backend == "memory":
+        counter = MemoryWindows()
+    else:
+        raise ValueError(f"unknown rate-limit backend {backend!r} (database, redis or memory)")
+    return RateLimiter(rate, burst, counter)
