@@ -69,6 +69,8 @@ def main() -> int:
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))  # reltuples for the row counts
             rows = conn.execute(SIZES).all()
+            audit = conn.execute(text("SELECT count(*), avg(pg_column_size(content)) FROM audit_event")).one()
+            content = conn.execute(text("SELECT res_type, count(*), avg(pg_column_size(content)) FROM resource GROUP BY res_type ORDER BY 2 DESC")).all()
         engine.dispose()
     finally:
         drop()
@@ -87,6 +89,11 @@ def main() -> int:
     per_dose_all_in = total / doses
     console.print(f"{total:,} bytes in all: {total / patients:,.0f} bytes per person with their doses "
                   f"({doses / patients:.2f} doses each), {per_dose_all_in:,.0f} bytes per dose all-in")
+    for rtype, n, avg in content:
+        console.print(f"{rtype}: {n:,} stored, {avg:,.0f} bytes of JSONB content each (before index rows)")
+    # Small tables are dominated by page and index overhead; an AuditEvent's own
+    # weight is its content plus its keys, which is what grows with traffic.
+    console.print(f"AuditEvent: {audit[0]:,} events, {audit[1] or 0:,.0f} bytes of JSONB content each")
     projected = per_dose_all_in * args.scale_doses
     console.print(f"scaled to {args.scale_people / 1e6:,.0f} M people and {args.scale_doses / 1e6:,.0f} M doses "
                   f"(by doses, the larger driver): about {gib(projected)} before replicas and backups")

@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     export_retention_hours: float = Field(24.0, gt=0, description="How long finished export files are kept.")
     export_max_active_per_client: int = Field(3, ge=1, description="Exports a client may have queued or running at once (429 beyond).")
 
+    # Retention (`vaxhub retention run`, docs/operations/retention.md).
+    audit_retention_months: int = Field(
+        24, ge=1, description="Months of AuditEvents kept in the database; older months are archived to verified files (kept for the legal period), then dropped."
+    )
+    audit_partitions_ahead: int = Field(3, ge=1, le=24, description="Monthly audit partitions kept created ahead of the current month (PostgreSQL).")
+    audit_archive_dir: Path | None = Field(None, description="Folder of archived audit months (NDJSON, gzip, with sha256); default data_dir/audit-archive.")
+    export_job_record_days: int = Field(30, ge=0, description="Days an expired or cancelled export job's row is kept after its files are gone.")
 
     def effective_log_format(self) -> str:
         return self.log_format or ("json" if self.environment == "production" else "text")
@@ -123,6 +130,8 @@ class Settings(BaseSettings):
     def export_path(self) -> Path:
         return self.export_dir or self.data_dir / "exports"
 
+    def audit_archive_path(self) -> Path:
+        return self.audit_archive_dir or self.data_dir / "audit-archive"
 
     def cert_keys_path(self) -> Path:
         return self.cert_keys_dir or self.data_dir / "cert-keys"

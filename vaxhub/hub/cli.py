@@ -13,6 +13,7 @@ from vaxhub.hub.cli_certificates import keys_app, verify as verify_certificate
 from vaxhub.hub.cli_reminders import reminders_app
 from vaxhub.hub.cli_export import export_app
 from vaxhub.hub.cli_backup import register as register_backup_commands
+from vaxhub.hub.cli_retention import retention_app
 from vaxhub.settings import load_settings
 
 app = typer.Typer(help="vaxhub: FHIR hub for national vaccination programmes.", no_args_is_help=True, add_completion=False)
@@ -28,6 +29,7 @@ app.add_typer(reminders_app, name="reminders")
 app.add_typer(export_app, name="export")
 app.command("verify")(verify_certificate)
 register_backup_commands(app)  # vaxhub backup / vaxhub restore
+app.add_typer(retention_app, name="retention")
 console = Console(stderr=True)
 
 

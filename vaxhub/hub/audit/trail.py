@@ -9,7 +9,10 @@ Tamper evidence: events are appended to one of `chains` hash chains. Each
 event stores its predecessor's hash and a SHA-256 over its own canonical
 content and that predecessor hash; each chain's head row holds the last
 sequence number and hash. `verify()` recomputes every chain, so an edited,
-deleted or re-ordered event, or a cut-off tail, is reported.
+deleted or re-ordered event, or a cut-off tail, is reported. A chain whose
+oldest months were archived (`vaxhub retention run`) is verified from its
+`audit_checkpoint` on; the archive files are verified by
+`vaxhub.hub.retention.audit_archive.verify_archives`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.fhir.search_params import compartment_patient
-from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditEventRow, AuditPatientRow
+from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditCheckpointRow, AuditEventRow, AuditPatientRow
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
 from vaxhub.hub.storage.engine import write_transaction
@@ -167,6 +170,7 @@ class VerifyReport:
     chains: int
     events: int
     problems: list[str]
+    archived: int = 0  # events before the checkpoints, verified from their archive files
 
     @property
     def ok(self) -> bool:
@@ -197,7 +201,9 @@ class AuditTrail:
             )
         )
         if interaction.patients:
-            conn.execute(insert(AuditPatientRow), [{"patient_id": p, "chain": chain, "seq": seq} for p in sorted(interaction.patients)])
+            conn.execute(
+                insert(AuditPatientRow), [{"patient_id": p, "recorded": recorded, "chain": chain, "seq": seq} for p in sorted(interaction.patients)]
+            )
         conn.execute(update(AuditChainHeadRow).where(AuditChainHeadRow.chain == chain).values(last_seq=seq, last_hash=digest))
         return event_id
 
@@ -228,9 +234,13 @@ class AuditTrail:
         events = 0
         with self.engine.connect() as conn:
             heads = {r.chain: (r.last_seq, r.last_hash) for r in conn.execute(select(AuditChainHeadRow))}
-            chains = set(heads) | {c for (c,) in conn.execute(select(AuditEventRow.chain).distinct())}
+            checkpoints = {r.chain: (r.seq, r.hash) for r in conn.execute(select(AuditCheckpointRow))}
+            chains = set(heads) | set(checkpoints) | {c for (c,) in conn.execute(select(AuditEventRow.chain).distinct())}
             for chain in sorted(chains):
-                prev, expected_seq = GENESIS, 1
+                # Archived months were verified when archived and are in their files:
+                # the live chain resumes after the last archived event.
+                archived_seq, prev = checkpoints.get(chain, (0, GENESIS))
+                expected_seq = archived_seq + 1
                 for row in conn.execute(select(AuditEventRow).where(AuditEventRow.chain == chain).order_by(AuditEventRow.seq)):
                     events += 1
                     where = f"chain {chain} event {row.seq} ({row.event_id})"
@@ -247,7 +257,7 @@ class AuditTrail:
                     problems.append(f"chain {chain}: head record missing")
                 elif head != (expected_seq - 1, prev):
                     problems.append(f"chain {chain}: head says event {head[0]} but the chain ends at {expected_seq - 1} (events removed from the end?)")
-        return VerifyReport(len(chains), events, problems)
+        return VerifyReport(len(chains), events, problems, sum(seq for seq, _ in checkpoints.values()))
 
     def search(
         self,
@@ -262,9 +272,13 @@ class AuditTrail:
     ) -> tuple[list[dict], bool]:
         stmt = select(AuditEventRow.content)
         if patient:
-            stmt = stmt.join(AuditPatientRow, and_(AuditPatientRow.chain == AuditEventRow.chain, AuditPatientRow.seq == AuditEventRow.seq)).where(
-                AuditPatientRow.patient_id == patient
-            )
+            # The full key, partition key included, so each month's rows meet their own month's.
+            on = and_(AuditPatientRow.chain == AuditEventRow.chain, AuditPatientRow.seq == AuditEventRow.seq, AuditPatientRow.recorded == AuditEventRow.recorded)
+            stmt = stmt.join(AuditPatientRow, on).where(AuditPatientRow.patient_id == patient)
+            if since:
+                stmt = stmt.where(AuditPatientRow.recorded >= since)
+            if until:
+                stmt = stmt.where(AuditPatientRow.recorded < until)
         if client:
             stmt = stmt.where(AuditEventRow.client_id == client)
         if since:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,11 @@ def _major(name: str) -> int:
 
 
 def _tables(conn: psycopg.Connection) -> list[str]:
-    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename").fetchall()
+    # Partitions are counted through their parent (a partitioned audit month is not a table of its own).
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -147,10 +152,42 @@ def restore_dump(
         raise TargetInUse(
             f"the target database holds tables the backup does not ({', '.join(sorted(strangers))}); restore into an empty database"
         )
-    args = [pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--verbose", f"--dbname={pg.conninfo}"]
     if present:
-        args += ["--clean", "--if-exists"]
+        _replace(dump, pg, sorted(present), pg_restore, find_tool("psql", bin_dir), len(expected_tables), progress)
+        return
+    args = [pg_restore, "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--verbose", f"--dbname={pg.conninfo}"]
     _run([*args, str(dump)], pg.env(), _RESTORING, "restoring database", len(expected_tables), progress)
+
+
+def _replace(dump: Path, pg: PgTarget, tables: list[str], pg_restore: str, psql: str, total: int, progress: Progress) -> None:
+    """Drop the hub's tables and restore the dump in ONE transaction: pg_restore
+    writes the script, psql runs it after the DROP under --single-transaction.
+    (`pg_restore --clean` cannot drop the constraints of partitioned tables.)"""
+    drop = "DROP TABLE IF EXISTS " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"
+    env = {**pg.env(), "PGOPTIONS": "-c client_min_messages=warning"}
+    restore = [pg_restore, "--no-owner", "--no-privileges", "--verbose", "--file=-", str(dump)]
+    run_sql = [psql, "-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "-c", drop, "-f", "-", f"--dbname={pg.conninfo}"]
+    done = 0
+    progress("restoring database", 0, total)
+    tail: deque[str] = deque(maxlen=30)
+    with subprocess.Popen(restore, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as writer, \
+            subprocess.Popen(run_sql, env=env, stdin=writer.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as runner:
+        assert writer.stdout is not None and writer.stderr is not None and runner.stderr is not None
+        writer.stdout.close()  # psql holds the read end now
+        psql_errors: list[str] = []
+        reader = threading.Thread(target=lambda: psql_errors.extend(runner.stderr), daemon=True)
+        reader.start()
+        for line in writer.stderr:
+            tail.append(line.rstrip())
+            if _RESTORING.search(line):
+                done += 1
+                progress("restoring database", min(done, total), total)
+        wrote, ran = writer.wait(), runner.wait()
+        reader.join()
+    if wrote != 0:
+        raise BackupToolFailed(f"pg_restore failed (exit {wrote}): " + " | ".join(list(tail)[-5:]))
+    if ran != 0:
+        raise BackupToolFailed(f"psql failed (exit {ran}); nothing was changed: " + " | ".join(e.strip() for e in psql_errors[-5:]))
 
 
 def _run(args: list[str], env: dict[str, str], step_line: re.Pattern[str], step: str, total: int, progress: Progress) -> None:

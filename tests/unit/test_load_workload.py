@@ -1,0 +1,70 @@
+"""The load test's workload: the same split in every process, doses that the
+hub's own translators accept, and a mix that offers the rate asked for."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.load import mix
+from bench.load.workload import SitePeople, dose_bundle, split_people, vxu_message
+from vaxhub.fhir.hl7v2 import translate_vxu
+from vaxhub.fhir.synthetic import CCCD_SYSTEM, site_immunization_system
+
+
+@pytest.fixture(scope="module")
+def people():
+    return split_people(3000, 7, 800)
+
+
+def test_the_split_is_the_same_in_every_process(people):
+    again = split_people(3000, 7, 800)
+    assert [p.person_id for p in again.known_people()] == [p.person_id for p in people.known_people()]
+    assert len(people.known_people()) == 800 and people.fresh_count() > 0
+    assert all(p.cccd and p.birth_date for p in people.known_people())
+
+
+def test_new_people_are_never_sent_twice_and_known_doses_count_up(people):
+    site = people.sites[0]
+    site_people = SitePeople(people, site, 0.5, random.Random(1))
+    picks = [site_people.pick() for _ in range(400)]
+    new = [person.person_id for person, _dose, is_new in picks if is_new]
+    assert len(new) == len(set(new))
+    assert all(dose.number == 1 for _p, dose, is_new in picks if is_new)
+    numbers: dict[str, list[int]] = {}
+    for person, dose, is_new in picks:
+        if not is_new:
+            numbers.setdefault(person.person_id, []).append(dose.number)
+    assert numbers and all(n == list(range(2, 2 + len(n))) for n in numbers.values())
+
+
+def test_a_bundle_is_conditional_creates_of_patients_and_their_doses_at_the_site(people):
+    site = people.sites[1]
+    doses = SitePeople(people, site, 0.4, random.Random(2)).pick_distinct(20)
+    bundle = dose_bundle([(p, d) for p, d, _new in doses], site)
+    entries = bundle["entry"]
+    assert bundle["type"] == "transaction" and len(entries) == 40
+    assert [e["resource"]["resourceType"] for e in entries[:2]] == ["Patient", "Immunization"]
+    assert entries[0]["request"]["ifNoneExist"].startswith(f"identifier={CCCD_SYSTEM}|")
+    assert entries[1]["resource"]["identifier"][0]["system"] == site_immunization_system(site.code)
+    assert entries[1]["resource"]["patient"]["reference"] == entries[0]["fullUrl"]
+    assert not any("urn:uuid" in str(e["resource"].get("location", "")) for e in entries)  # the site's stored Location
+
+
+def test_a_vxu_translates_to_the_same_person_and_dose(people):
+    site = people.sites[2]
+    person, dose, _new = SitePeople(people, site, 1.0, random.Random(3)).pick()
+    received = translate_vxu(vxu_message(person, dose, "LOAD-1"))
+    patient, immunization = (e["resource"] for e in received.translation.bundle["entry"])
+    assert any(i["system"] == CCCD_SYSTEM and i["value"] == person.cccd for i in patient["identifier"])
+    assert patient["gender"] == person.sex
+    assert immunization["identifier"][0] == {"use": "official", "system": site_immunization_system(site.code), "value": dose.dose_id}
+
+
+def test_the_mix_offers_the_rate_asked_for():
+    offered = mix.offered_load(500, 160)
+    assert sum(offered.users.values()) == 160
+    doses = offered.rates["SiteBundleUser"] * mix.DOSES_PER_BUNDLE + offered.rates["VxuSenderUser"]
+    assert doses == pytest.approx(500)
+    assert all(rate > 0 for rate in offered.pacing().values())
