@@ -94,7 +94,7 @@ def sms():
 
 
 @contextmanager
-def running_hub(engine, data_dir: Path, sms, **build_kwargs):
+def running_hub(engine, data_dir: Path, sms, settings_overrides: dict | None = None, **build_kwargs):
     """The app on `engine`, a raw TestClient, and `login(client_id, scopes, …)` returning bearer headers."""
     from fastapi.testclient import TestClient
 
@@ -109,6 +109,7 @@ def running_hub(engine, data_dir: Path, sms, **build_kwargs):
         data_dir=data_dir,
         rate_limit_per_second=1000,
         rate_limit_burst=5000,
+        **(settings_overrides or {}),
     )
     app = build_app(settings, engine=engine, sms=sms, **build_kwargs)
     raw = TestClient(app)

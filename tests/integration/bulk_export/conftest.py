@@ -5,48 +5,21 @@ protocol over HTTP (kick-off, poll, download) as a registry would."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.auth_helpers import ClientKey, assertion, token_form
+from tests.conftest import running_hub
 from tests.builders import immunization, patient
-from vaxhub.hub.app import build_app
-from vaxhub.settings import load_settings
 
-TOKEN_URL = "http://testserver/auth/token"
 ASYNC = {"prefer": "respond-async", "accept": "application/fhir+json"}
 
 
-@contextmanager
 def export_hub(engine, data_dir: Path, sms, **overrides):
     """The app with exports that start without the settle delay; yields (app, raw client, login)."""
-    settings = load_settings(
-        database_url=engine.url.render_as_string(hide_password=False),
-        auto_migrate=False,
-        base_url="http://hub.test/fhir",
-        data_dir=data_dir,
-        rate_limit_per_second=1000,
-        rate_limit_burst=5000,
-        export_settle_seconds=0,
-        export_poll_seconds=0.05,
-        **overrides,
-    )
-    app = build_app(settings, engine=engine, sms=sms)
-    raw = TestClient(app)
-
-    def login(client_id: str, scopes: str, *, site: str | None = None, kind: str = "system", roles: str = "") -> dict[str, str]:
-        key = ClientKey.generate()
-        app.state.clients.register(client_id, name=client_id, kind=kind, jwks=key.jwks(), scopes=scopes, site_code=site, roles=roles)
-        r = raw.post("/auth/token", data=token_form(assertion(client_id, key, TOKEN_URL)))
-        assert r.status_code == 200, r.text
-        return {"authorization": f"Bearer {r.json()['access_token']}", "content-type": "application/fhir+json"}
-
-    with raw:
-        yield app, raw, login
+    return running_hub(engine, data_dir, sms, settings_overrides={"export_settle_seconds": 0, "export_poll_seconds": 0.05, **overrides})
 
 
 @pytest.fixture

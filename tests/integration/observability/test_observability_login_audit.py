@@ -48,6 +48,9 @@ def test_a_token_issued_and_refused_logins_are_audited(hub_client):
     assert "invalid_client" in refused["outcomeDesc"]
     assert refused["agent"][0]["network"]["address"] == "testclient"
     assert [e["outcome"] for e in _logins(hub_client, auditor, agent="no-such-client")] == ["8"]
+    # The same events by the DICOM code a FHIR client searches with.
+    by_code = hub_client.get("/fhir/AuditEvent", params={"subtype": f"{DCM}|110122", "agent": "site-79001"}, headers=auditor)
+    assert [e["resource"]["id"] for e in by_code.json()["entry"]] == [e["id"] for e in events]
     malformed = [e for e in _logins(hub_client, auditor) if e["outcome"] == "4"]
     assert len(malformed) == 1 and "invalid_request" in malformed[0]["outcomeDesc"]
 

@@ -45,8 +45,9 @@ def build_router(trail: AuditTrail, settings: Settings) -> APIRouter:
                 kwargs["patient"] = ref[1] if ref else value
             elif key == "agent":
                 kwargs["client"] = value
-            elif key == "subtype":
-                kwargs["action"] = value
+            elif key == "subtype":  # a REST interaction code, or DICOM 110122 (Login) for security events
+                code = value.rpartition("|")[2]
+                kwargs["action"] = "login" if code == "110122" else code
             elif key == "date":
                 prefix, text = (value[:2], value[2:]) if value[:2] in ("ge", "gt", "le", "lt") else ("eq", value)
                 try:

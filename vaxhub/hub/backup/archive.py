@@ -33,6 +33,7 @@ from typing import Callable
 
 import orjson
 
+from vaxhub.hub.backup.durable import fsync_dir
 from vaxhub.hub.backup.errors import BadDestination, CorruptArchive, ForeignArchive
 from vaxhub.hub.backup.progress import CountingReader, Progress, no_progress
 
@@ -132,7 +133,7 @@ def write_archive(dest: Path, manifest: Manifest, files: dict[str, Path], progre
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, dest)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -147,14 +148,6 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(_info(name, len(data)), io.BytesIO(data))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_archive(

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from vaxhub.hub.backup.durable import fsync_dir
 from vaxhub.hub.backup.errors import BackupError, BadDestination, TargetInUse, VerificationFailed
 from vaxhub.hub.backup.progress import Progress, no_progress
 
@@ -125,7 +126,7 @@ def install_database(copy: Path, target: Path, *, replace: bool, progress: Progr
         target.parent.mkdir(parents=True, exist_ok=True)
         progress("installing database", 0, 1)
         os.replace(copy, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         progress("installing database", 1, 1)
         return
     with _sqlite_errors(f"cannot write the restored database into {target}"):
@@ -143,9 +144,3 @@ def _overwrite(copy: Path, target: Path, progress: Progress) -> None:
         src.close()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
