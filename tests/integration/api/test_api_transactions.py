@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 
 from tests.builders import identifier_condition, immunization, patient, person_with_doses, post_entry, transaction
 
@@ -132,3 +133,59 @@ def test_oversized_bundle_is_refused_before_work(client):
     r = client.post("/fhir", json=transaction(*entries))
     assert r.status_code == 400
     assert _count(client, "Patient") == 0
+
+
+def test_racing_resends_of_one_transaction_leave_one_copy_and_no_errors(client):
+    # Sites retry on timeouts, so the same Bundle can arrive twice at once on
+    # two hub processes: the loser of the identifier race must see the winner's
+    # records, not fail.
+    import threading
+
+    bundle = transaction(*person_with_doses("079085000777", 2), *person_with_doses("001185000778", 1, family="Lê", given=("Minh",)))
+    barrier = threading.Barrier(4)
+    answers: list = []
+
+    def send() -> None:
+        barrier.wait()
+        answers.append(client.post("/fhir", json=copy.deepcopy(bundle)))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [200] * 4, [a.text[:300] for a in answers if a.status_code != 200]
+    locations = {tuple(e["response"]["location"] for e in a.json()["entry"]) for a in answers}
+    assert len(locations) == 1
+    assert _count(client, "Patient") == 2
+    assert _count(client, "Immunization") == 3
+
+
+def test_racing_bundles_about_one_new_person_share_the_patient(client):
+    # Two sites (or two users of one site) send different doses of a person the
+    # hub has never seen, at the same moment: one Patient, both doses on it.
+    import threading
+
+    pat = patient("079085000999", "Phạm", ("Thu",), gender="female", birth_date="1990")
+    bundles = []
+    for n in range(4):
+        purl = f"urn:uuid:{uuid.uuid4()}"
+        imm = immunization(purl, f"RACE-{n}", date=f"2021-0{n + 5}-15")
+        bundles.append(transaction(post_entry(copy.deepcopy(pat), purl, if_none_exist=identifier_condition(pat)),
+                                   post_entry(imm, if_none_exist=identifier_condition(imm))))
+    barrier = threading.Barrier(len(bundles))
+    answers: list = []
+
+    def send(bundle: dict) -> None:
+        barrier.wait()
+        answers.append(client.post("/fhir", json=bundle))
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in bundles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [200] * 4, [a.text[:300] for a in answers if a.status_code != 200]
+    assert len({a.json()["entry"][0]["response"]["location"].split("/_history")[0] for a in answers}) == 1
+    assert _count(client, "Patient") == 1
+    assert _count(client, "Immunization") == 4

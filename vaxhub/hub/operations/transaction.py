@@ -40,6 +40,17 @@ class Entry:
     if_match: str | None = None
     query: list[tuple[str, str]] = field(default_factory=list)
     references: list[str] | None = None  # every reference in the resource, once rewritten
+    # What an attempt changed, undone before a retry (`store.run_unit` runs the
+    # unit again when a concurrent request claimed an identifier first): the
+    # id it assigned and the reference strings it rewrote.
+    given_id: str | None = None
+    rewritten: list[tuple[dict, str]] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.res_id = self.given_id
+        for node, original in reversed(self.rewritten):
+            node["reference"] = original
+        self.rewritten.clear()
 
     @property
     def path(self) -> str:
@@ -127,7 +138,7 @@ def _parse_entry(i: int, raw: Any, default_count: int, max_count: int) -> Entry:
     rtype = segments[0]
     entry = Entry(i, method, rtype, full_url=raw.get("fullUrl"), if_match=request.get("ifMatch"), query=parse_qsl(url.query, keep_blank_values=True))
     if len(segments) > 1:
-        entry.res_id = segments[1]
+        entry.res_id = entry.given_id = segments[1]
     if len(segments) > 2 and method != "GET":
         raise UnsupportedRequest("Only Type or Type/id urls are writable", [Issue("Unsupported url", f"{path}.request.url", "not-supported")])
     if method in ("POST", "PUT"):
@@ -153,21 +164,24 @@ def _parse_entry(i: int, raw: Any, default_count: int, max_count: int) -> Entry:
     return entry
 
 
-def rewrite_references(node: Any, mapping: dict[str, str], seen: list[str]) -> None:
+def rewrite_references(node: Any, mapping: dict[str, str], seen: list[str], undo: list[tuple[dict, str]] | None = None) -> None:
     """Rewrite `reference` strings found in `mapping`, in place, and list every
-    reference met (after rewriting) in `seen`; one walk serves both."""
+    reference met (after rewriting) in `seen`; one walk serves both. Each
+    rewrite's node and original string go to `undo` when given."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 if value in mapping:
+                    if undo is not None:
+                        undo.append((node, value))
                     value = node[key] = mapping[value]
                 seen.append(value)
             elif isinstance(value, (dict, list)):
-                rewrite_references(value, mapping, seen)
+                rewrite_references(value, mapping, seen, undo)
     elif isinstance(node, list):
         for item in node:
             if isinstance(item, (dict, list)):
-                rewrite_references(item, mapping, seen)
+                rewrite_references(item, mapping, seen, undo)
 
 
 def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], dict[int, Stored]]:
@@ -299,12 +313,14 @@ def process_bundle(
 
 
 def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None) -> dict[int, EntryResult]:
+    for e in entries:  # a retried unit starts from the Bundle as it was sent
+        e.reset()
     mapping, matched = _assign_ids(writer, entries)
     unresolved: list[str] = []
     for e in entries:
         if e.resource is not None:
             e.references = []
-            rewrite_references(e.resource, mapping, e.references)
+            rewrite_references(e.resource, mapping, e.references, e.rewritten)
             unresolved += [r for r in e.references if r.startswith(("urn:uuid:", "urn:oid:"))]
     if unresolved:
         issues = [Issue(f"Reference {ref} matches no entry's fullUrl", "Bundle.entry", "not-found") for ref in dict.fromkeys(unresolved)]
