@@ -139,6 +139,10 @@ def configure_logging(fmt: str = "text", level: str = "INFO", *, stream: TextIO 
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("vaxhub.access").setLevel(logging.INFO if fmt == "json" or level.upper() == "DEBUG" else logging.WARNING)
+    # The HTTP client logs every registry call at INFO (with the person's number
+    # in the URL); the hub's own metrics and logs already count those calls.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     if fmt == "json":
         # uvicorn installs its own text handlers; in JSON mode its lines go through ours.
         for name in _UVICORN_LOGGERS:

@@ -127,3 +127,17 @@ def test_access_lines_are_written_in_json_mode_and_at_debug_only_in_text_mode():
             root.removeHandler(handler)
     finally:
         access.setLevel(logging.NOTSET)
+
+
+def test_the_http_clients_request_lines_stay_out_of_the_log_unless_debugging():
+    # httpx logs each registry call's URL, which carries the person's CCCD.
+    client = logging.getLogger("httpx")
+    root = logging.getLogger()
+    try:
+        for level, expected in (("INFO", False), ("DEBUG", True)):
+            handler = configure_logging("json", level, stream=io.StringIO())
+            assert client.isEnabledFor(logging.INFO) is expected, level
+            root.removeHandler(handler)
+    finally:
+        client.setLevel(logging.NOTSET)
+        root.setLevel(logging.WARNING)
