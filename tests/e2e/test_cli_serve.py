@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import person_with_doses, transaction
 
@@ -59,7 +60,9 @@ def test_db_upgrade_then_current_reports_head(tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_fhir_over_http(tmp_path, workers):
     port = _free_port()
-    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data")}
+    metrics_token = "m" * 40
+    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data"),
+           "VAXHUB_METRICS_TOKEN": metrics_token}
     # A hospital registers its public key, then logs in with a signed assertion (SMART Backend Services).
     assert _vaxhub("clients", "keygen", "hospital", "--out", str(tmp_path), env=env).returncode == 0
     added = _vaxhub("clients", "add", "tyt-ben-nghe", "--jwks", str(tmp_path / "hospital.jwks.json"), "--site", "79001",
@@ -84,6 +87,19 @@ def test_serve_answers_fhir_over_http(tmp_path, workers):
         assert verified.returncode == 0 and "intact" in verified.stdout
         assert httpx.get(f"{base}/docs").status_code == 200
         assert httpx.get(f"{base}/openapi.json").json()["info"]["title"] == "vaxhub"
+        # Whichever worker answers the scrape, it counts every worker's requests.
+        for _ in range(12):
+            assert httpx.get(f"{base}/fhir/metadata").status_code == 200
+        for _ in range(3):
+            scraped = httpx.get(f"{base}/metrics", headers={"authorization": f"Bearer {metrics_token}"})
+            assert scraped.status_code == 200, scraped.text
+            counted = sum(
+                sample.value
+                for family in text_string_to_metric_families(scraped.text) if family.name == "vaxhub_http_requests"
+                for sample in family.samples
+                if sample.name.endswith("_total") and sample.labels.get("route") == "/fhir/metadata" and sample.labels.get("status") == "200"
+            )
+            assert counted >= 13, counted  # the start-up probe's and these twelve
     finally:
         proc.terminate()
         proc.wait(timeout=20)

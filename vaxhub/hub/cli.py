@@ -66,6 +66,8 @@ def serve(
         upgrade(make_engine(settings.database_url))
     # Likewise the token-signing key: every worker must sign with the same one.
     load_or_create_signing_key(settings.signing_key_path(), create=settings.environment == "development")
+    if workers > 1:
+        prepare_metrics_folder(settings.data_dir)
     uvicorn.run(
         "vaxhub.hub.asgi:create_app",
         factory=True,
@@ -75,6 +77,23 @@ def serve(
         log_level=log_level,
         access_log=log_level == "debug",
     )
+
+
+def prepare_metrics_folder(data_dir: Path) -> Path:
+    """Several workers answer `GET /metrics` in turn: unless the operator chose a
+    folder, give them one (emptied: it holds the previous run's dead workers) in
+    which prometheus_client adds up every worker's samples."""
+    import os
+    import shutil
+
+    from vaxhub.hub.observability.metrics import MULTIPROCESS_ENV
+
+    folder = Path(os.environ.get(MULTIPROCESS_ENV) or data_dir / "metrics")
+    if MULTIPROCESS_ENV not in os.environ:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ[MULTIPROCESS_ENV] = str(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @db_app.command("upgrade")
