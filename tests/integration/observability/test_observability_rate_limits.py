@@ -100,3 +100,24 @@ def test_redis_windows_count_across_clients(redis_url):
     assert first.hit(caller, 12_000, 2000) == (1, 2)  # the next window sees this one as its previous
     ttl = first.client.pttl(f"{first.prefix}{caller}:12000")
     assert 0 < ttl <= 4000
+
+
+def test_a_flood_of_forged_logins_is_throttled_before_it_fills_the_audit_trail(engine, tmp_path, sms):
+    from tests.auth_helpers import ClientKey, assertion, token_form
+    from tests.integration.observability.conftest import TOKEN_URL
+
+    with hub_app(engine, tmp_path / "data", sms, rate_limit_per_second=0.5, rate_limit_burst=3) as client:
+        register(client, "target-site", "system/Patient.rs")
+        forged = [client.post("/auth/token", data=token_form(assertion("target-site", ClientKey.generate(), TOKEN_URL))) for _ in range(6)]
+        auditor = {"authorization": f"Bearer {client.app.state.tokens.issue(_auditor(), 60)[0]}"}
+        logins = client.get("/fhir/AuditEvent", params={"subtype": "login", "agent": "target-site"}, headers=auditor).json().get("entry", [])
+    assert [r.status_code for r in forged] == [401, 401, 401, 429, 429, 429]
+    assert forged[3].json()["error"] == "slow_down" and int(forged[3].headers["retry-after"]) >= 1
+    assert len(logins) == 3  # the throttled attempts wrote nothing
+
+
+def _auditor():
+    from vaxhub.hub.security.principal import Principal
+    from vaxhub.hub.security.scopes import parse_scopes
+
+    return Principal("operator", "moh-auditor", client_id="moh-auditor", scopes=tuple(parse_scopes("system/AuditEvent.rs")), roles=("auditor",))

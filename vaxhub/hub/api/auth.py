@@ -88,8 +88,21 @@ def build_router(
     def jwks() -> JSONResponse:
         return JSONResponse(tokens.jwks())
 
+    def _throttled(request: Request) -> JSONResponse | None:
+        """Logins share the callers' budget per source address: every refused
+        login is an AuditEvent, so a flood of forged assertions must not become
+        a flood of audit writes."""
+        try:
+            request.app.state.rate_limiter.take(f"login:{request.client.host if request.client else 'unknown'}")
+        except RateLimited as exc:
+            return JSONResponse({"error": "slow_down", "error_description": exc.message}, status_code=429,
+                                headers={"Retry-After": str(exc.retry_after), **NO_STORE})
+        return None
+
     @router.post("/auth/token", summary="OAuth 2.0 token endpoint")
     async def token(request: Request) -> JSONResponse:
+        if (refused := await run_in_threadpool(_throttled, request)) is not None:
+            return refused
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         token_url = f"{root(request)}/auth/token"
@@ -155,6 +168,8 @@ def build_router(
 
     @router.post("/auth/otp/verify", summary="Exchange a one-time code for a patient token")
     async def otp_verify(request: Request) -> JSONResponse:
+        if (refused := await run_in_threadpool(_throttled, request)) is not None:
+            return refused
         fields = await _json_or_form(request)
         source_ip = request.client.host if request.client else None
         try:
