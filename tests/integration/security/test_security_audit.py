@@ -138,3 +138,33 @@ def test_a_batch_leaves_one_audit_event_per_entry(hub, client):
     recent = app.state.audit.search(count=3)[0]
     assert sorted(e["outcome"] for e in recent) == ["0", "0", "4"]  # the invalid entry is a failure
     assert app.state.audit.verify().ok
+
+
+def test_a_writer_takes_a_free_chain_instead_of_waiting_for_a_busy_one(engine):
+    # Every write's transaction holds a chain head from its AuditEvent to its
+    # commit; with seven of eight heads held, an append must not wait.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    from vaxhub.hub.audit.tables import AuditChainHeadRow
+    from vaxhub.hub.audit.trail import AuditTrail, Interaction
+
+    trail = AuditTrail(engine, chains=8)
+    for chain in range(8):  # create every head
+        with engine.begin() as conn:
+            trail._locked_head(conn, chain)
+    holders = [engine.connect() for _ in range(7)]
+    try:
+        for chain, conn in enumerate(holders):
+            conn.begin()
+            conn.execute(select(AuditChainHeadRow.chain).where(AuditChainHeadRow.chain == chain).with_for_update())
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '2s'"))  # waiting would fail the test
+            trail.append(conn, Interaction("read", "GET", "/fhir/Patient/x"))
+        with engine.connect() as conn:
+            chains = [c for (c,) in conn.execute(select(AuditEventRow.chain))]
+        assert chains == [7]
+    finally:
+        for conn in holders:
+            conn.rollback()
+            conn.close()
+    assert trail.verify().ok

@@ -185,9 +185,7 @@ class AuditTrail:
 
     def append(self, conn: Connection, interaction: Interaction) -> str:
         """Append the interaction's AuditEvent in the caller's transaction."""
-        chain = random.randrange(self.chains)
-        head = self._lock_head(conn, chain)
-        seq, prev = head
+        chain, (seq, prev) = self._free_head(conn) or self._locked_head(conn, random.randrange(self.chains))
         seq += 1
         event_id = uuid.uuid4().hex
         recorded = self.clock()
@@ -213,6 +211,22 @@ class AuditTrail:
             event_id = self.append(conn, interaction)
         interaction.recorded = True
         return event_id
+
+    def _free_head(self, conn: Connection) -> tuple[int, tuple[int, str]] | None:
+        """On PostgreSQL, a chain head no other transaction holds: writers spread
+        over the chains instead of queueing behind one that is busy until its
+        holder commits. None when every head is held (or not created yet)."""
+        if conn.dialect.name != "postgresql":
+            return None
+        row = conn.execute(
+            select(AuditChainHeadRow.chain, AuditChainHeadRow.last_seq, AuditChainHeadRow.last_hash)
+            .where(AuditChainHeadRow.chain < self.chains)
+            .order_by(func.random()).limit(1).with_for_update(skip_locked=True)
+        ).first()
+        return (row.chain, (row.last_seq, row.last_hash)) if row is not None else None
+
+    def _locked_head(self, conn: Connection, chain: int) -> tuple[int, tuple[int, str]]:
+        return chain, self._lock_head(conn, chain)
 
     def _lock_head(self, conn: Connection, chain: int) -> tuple[int, str]:
         stmt = select(AuditChainHeadRow.last_seq, AuditChainHeadRow.last_hash).where(AuditChainHeadRow.chain == chain)
