@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,14 @@ def fresh_database(request, tmp_path):
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
+
+
+def _run(checks):
+    """Run the probe's coroutine on a loop of its own thread: this thread may
+    already be running one (a browser test's Playwright session on the same
+    pytest worker keeps it)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(checks())).result()
 
 def test_the_hub_answers_both_probes_without_a_token(hub):
     _app, raw, _login = hub
@@ -145,13 +154,13 @@ def test_a_hung_database_answers_timeout_and_runs_one_check_at_a_time(fresh_data
     locker.begin()
     locker.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))  # readers of it now wait
     try:
-        assert asyncio.run(probe.checks()) == {"database": "timeout"}
-        assert asyncio.run(probe.checks()) == {"database": "timeout"}
+        assert _run(probe.checks) == {"database": "timeout"}
+        assert _run(probe.checks) == {"database": "timeout"}
         assert [t.name for t in threading.enumerate()].count("readyz") == 1, "probes piled up checks"
     finally:
         locker.rollback()
         locker.close()
     running = probe._running
     running.result(timeout=5)  # the stuck check finishes once the lock is gone
-    assert asyncio.run(probe.checks()) == {"database": "ok", "migrations": "ok"}
+    assert _run(probe.checks) == {"database": "ok", "migrations": "ok"}
     engine.dispose()

@@ -85,11 +85,14 @@ def test_malformed_messages_over_http_get_ae_or_ar_and_store_nothing(client, eng
 
 def test_mllp_over_a_loopback_socket_with_many_connections(store):
     receiver = VxuReceiver(store, base="urn:test")
+    # The server's loop runs in a thread of its own from the start: the test's
+    # thread may already be running a loop (a browser test's Playwright session
+    # on the same pytest worker keeps one).
     loop = asyncio.new_event_loop()
     server = MllpServer(receiver, workers=2)
-    port = loop.run_until_complete(server.start("127.0.0.1", 0))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
+    port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(30)
 
     def exchange(messages: list[bytes]) -> list[str]:
         answers = []
