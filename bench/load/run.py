@@ -47,6 +47,7 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -509,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"seeded {known:,} known people with their first dose in {elapsed:.0f} s; waiting for verification and linking")
         drained = seed.wait_outbox_empty(engine, console, max(900.0, known / 10), "seed")
         console.print(f"seed outboxes empty after {drained:.0f} s")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # Planner statistics for the seeded tables, as autovacuum would have
+            # gathered by now on a production server (some test servers run without it).
+            conn.execute(text("ANALYZE"))
         headers = seed.bearer(root, clients.national)
         citizens, qr = seed.issue_certificates(root, headers, engine, people, args.citizens, console)
         if not citizens:

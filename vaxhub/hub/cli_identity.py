@@ -34,7 +34,7 @@ def _engine():
 @mpi_app.command("work")
 def work(
     until_idle: bool = typer.Option(False, help="Exit once nothing is queued."),
-    batch: int = typer.Option(200, min=1, help="Records taken per pass."),
+    batch: int = typer.Option(100, min=1, help="Records linked per transaction (they hold the index lock and their Patient rows until it commits)."),
 ) -> None:
     """Link queued records (run one or more; they share the database)."""
     from vaxhub.hub.audit.trail import AuditTrail

@@ -16,7 +16,8 @@
 - `linker`: one record linked online; `index`: membership changes and golden rebuilds
   inside one unit of work; `golden`: the golden Patient's content.
 - `operations`: link, unlink, merge, un-merge, review decisions, with history.
-- `worker`: the link worker; `batch`: re-linking the whole index in one run.
+- `worker`: the link worker (queued records claimed and linked in batches, one
+  transaction and one AuditEvent each); `batch`: re-linking the whole index in one run.
 - `match`: `Patient/$match`; `views`: what operators read; `reach`: `$everything` of a person.
 - `service`: `MasterPatientIndex`, what the API, the worker and the CLI share.
 

@@ -15,10 +15,11 @@ treat as proof of two people.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, select
 
 from vaxhub.hub.mpi.frequencies import load_frequencies
 from vaxhub.hub.storage.mpi_tables import MpiBlockRow, MpiRecordRow
@@ -75,10 +76,16 @@ class PersonMatch:
     score: MatchScore
 
 
+# The records filed under the keys are read first and named in the second
+# query: primary-key lookups whatever the planner's statistics say (a join
+# through `record_id IN (SELECT … FROM mpi_block …)` can be planned as a walk
+# over every record when the tables were never analysed). No DISTINCT and no
+# LIMIT here: either invites a walk along another index that stops early.
+_FILED = select(BLOCK.c.key, BLOCK.c.record_id).where(BLOCK.c.key.in_(bindparam("keys", expanding=True)))
 _CANDIDATES = (
     select(RECORD.c.record_id, RECORD.c.person_id, RECORD.c.match_keys, RECORD.c.verified_cccd, RECORD.c.registry_cccd)
     .where(
-        RECORD.c.record_id.in_(select(BLOCK.c.record_id).where(BLOCK.c.key.in_(bindparam("keys", expanding=True)))),
+        RECORD.c.record_id.in_(bindparam("filed", expanding=True)),
         RECORD.c.person_id.is_not(None),
         RECORD.c.match_keys.is_not(None),
         RECORD.c.record_id != bindparam("besides"),
@@ -92,11 +99,13 @@ def fetch_candidates(conn: Connection, keys: list[str], *, besides: str | None =
     when together they hold more than `limit` records (a clinic's phone typed
     for every patient must not crowd out the real candidates)."""
     keys = sorted(set(keys))
+    filed_under = conn.execute(_FILED, {"keys": keys}).all() if keys else []
     while keys:
-        rows = conn.execute(_CANDIDATES, {"keys": keys, "besides": besides or "", "limit": limit + 1}).all()
+        filed = sorted({r.record_id for r in filed_under if r.key in keys} - {besides})
+        rows = conn.execute(_CANDIDATES, {"filed": filed, "besides": besides or "", "limit": limit + 1}).all() if filed else []
         if len(rows) <= limit:
             return [Candidate(r.record_id, r.person_id, Evidence(MatchKeys.from_document(r.match_keys), r.verified_cccd, r.registry_cccd)) for r in rows]
-        sizes = dict(conn.execute(select(BLOCK.c.key, func.count()).where(BLOCK.c.key.in_(keys)).group_by(BLOCK.c.key)).all())
+        sizes = Counter(r.key for r in filed_under)
         keys.remove(max(keys, key=lambda k: sizes.get(k, 0)))
     return []
 

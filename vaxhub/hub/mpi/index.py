@@ -5,10 +5,11 @@ Every change of membership, automatic or an operator's, goes through a
 event, the blocks and term counts, and the golden Patients of the persons it
 touched commit together or not at all (the worker's links mark the persons
 instead, and their golden Patients are rebuilt together at the end of its
-pass). Membership changes are serialised by
-one transaction-level advisory lock on PostgreSQL (SQLite has one writer at
-a time anyway): two linkers working at once could otherwise both decide
-that a person is new.
+pass). Membership changes are serialised by one transaction-level advisory
+lock on PostgreSQL (SQLite has one writer at a time anyway), taken once for
+a whole batch of the worker's links: two linkers working at once could
+otherwise both decide that a person is new, or put two records with
+different CCCDs in one person, neither seeing the other's uncommitted link.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ _UNKNOWN = object()
 # Statements of the online path, built once (their SET columns come with the parameters).
 _PLACE = update(RECORD).where(RECORD.c.record_id == bindparam("b_record_id"))
 _LOG = insert(EVENT).returning(EVENT.c.id)
-_MARK_STALE = update(PERSON).where(PERSON.c.person_id.in_(bindparam("persons", expanding=True)), PERSON.c.golden_stale.is_(False)).values(golden_stale=True)
+# Unconditional, so the person row is always locked: a golden rebuild holding
+# the row (it read the members before this link commits) is waited for, and
+# its "fresh" is overwritten by this "stale" (see `MasterPatientIndex.rebuild_goldens`).
+_MARK_STALE = update(PERSON).where(PERSON.c.person_id.in_(bindparam("persons", expanding=True))).values(golden_stale=True)
 _INSERT_BLOCKS = text("INSERT INTO mpi_block (key, record_id) SELECT unnest(CAST(:keys AS text[])), :record_id")
 # pg_advisory_xact_lock key of membership changes ("vaxmpi" in ASCII).
 MPI_LOCK_KEY = 0x76_61_78_6D_70_69
@@ -78,13 +82,14 @@ def record_state(row: Any) -> RecordState:
 
 
 class PersonIndex:
-    def __init__(self, writer: Writer, actor: str, *, inline_golden: bool = True):
+    def __init__(self, writer: Writer, actor: str, *, inline_golden: bool = True, events: list[dict] | None = None):
         self.writer = writer
         self.conn = writer.conn
         self.now = writer.now
         self.actor = actor
         self.inline_golden = inline_golden  # else: persons are marked stale for the worker
         self.touched: set[str] = set()
+        self.events = events  # given: history events are kept here for `write_events` (one statement for a batch)
 
     # -- reading
 
@@ -150,12 +155,19 @@ class PersonIndex:
         self.touched.add(person_id)
 
     def log(self, action: str, *, record_id: str | None = None, person_id: str | None = None, other_person_id: str | None = None,
-            reason: str | None = None, before: dict | None = None, after: dict | None = None, review_id: int | None = None) -> int:
-        """Append a history event; returns its id."""
-        return self.conn.execute(_LOG, {
-            "at": self.now, "actor": self.actor, "action": action, "record_id": record_id, "person_id": person_id,
-            "other_person_id": other_person_id, "reason": reason, "before": before, "after": after, "review_id": review_id,
-        }).scalar_one()
+            reason: str | None = None, before: dict | None = None, after: dict | None = None, review_id: int | None = None) -> int | None:
+        """Append a history event; returns its id (None when kept for `write_events`)."""
+        event = {"at": self.now, "actor": self.actor, "action": action, "record_id": record_id, "person_id": person_id,
+                 "other_person_id": other_person_id, "reason": reason, "before": before, "after": after, "review_id": review_id}
+        if self.events is not None:
+            self.events.append(event)
+            return None
+        return self.conn.execute(_LOG, event).scalar_one()
+
+    def write_events(self, events: list[dict]) -> None:
+        """Append kept history events, in order, with one statement."""
+        if events:
+            self.conn.execute(insert(EVENT), events)
 
     def keep_apart(self, record_id: str, others: list[str], event_id: int | None) -> None:
         pairs = {tuple(sorted((record_id, other))) for other in others if other != record_id}
@@ -218,38 +230,58 @@ class PersonIndex:
         """Rebuild the golden Patient of every person this unit touched, or
         mark them for the worker to rebuild (one update)."""
         if not self.inline_golden:
-            if self.touched:
-                self.conn.execute(_MARK_STALE, {"persons": sorted(self.touched)})
+            self.mark_stale(self.touched)
             self.touched.clear()
             return
-        for person_id in sorted(self.touched):
-            self.refresh_golden(person_id)
+        self.refresh_goldens_of(sorted(self.touched))
         self.touched.clear()
 
+    def mark_stale(self, persons: set[str] | list[str]) -> None:
+        if persons:
+            self.conn.execute(_MARK_STALE, {"persons": sorted(persons)})
+
     def refresh_golden(self, person_id: str) -> None:
-        state = self.person_state(person_id)
-        if state is None:
+        self.refresh_goldens_of([person_id])
+
+    def refresh_goldens_of(self, persons: list[str]) -> None:
+        """Rebuild the golden Patients of these persons: their states, members
+        and current goldens read in three queries, the goldens written together
+        (`Writer.update_many`)."""
+        persons = sorted(set(persons))
+        if not persons:
             return
         self.writer.flush()  # a golden created earlier in this unit may still be buffered
-        rows = self.conn.execute(
-            select(RECORD.c.record_id, RECORD.c.verified_cccd, RESOURCE.c.content)
+        states = {r.person_id: (r.state, r.merged_into) for r in self.conn.execute(
+            select(PERSON.c.person_id, PERSON.c.state, PERSON.c.merged_into).where(PERSON.c.person_id.in_(persons)))}
+        members: dict[str, list[Member]] = {}
+        for r in self.conn.execute(
+            select(RECORD.c.person_id, RECORD.c.record_id, RECORD.c.verified_cccd, RESOURCE.c.content)
             .select_from(RECORD.join(RESOURCE, and_(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == RECORD.c.record_id)))
-            .where(RECORD.c.person_id == person_id, RESOURCE.c.deleted.is_(False))
-        ).all()
-        members = [Member(r.record_id, r.content, r.verified_cccd) for r in rows]
-        current = self.conn.execute(
-            select(RESOURCE.c.content, RESOURCE.c.deleted).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == person_id)
-        ).first()
-        if state[0] == "merged":
-            self.writer.update("Patient", person_id, merged_patient(person_id, state[1] or "", current.content if current else None))
-        elif members:
-            if state[0] != "active":
-                self.set_person_state(person_id, "active")
-            self.writer.update("Patient", person_id, golden_patient(person_id, members))
-        else:
-            if state[0] != "retired":
-                self.set_person_state(person_id, "retired")
-            if current is not None and not current.deleted:
-                self.writer.delete("Patient", person_id)
-        self.conn.execute(update(PERSON).where(PERSON.c.person_id == person_id, PERSON.c.golden_stale.is_(True)).values(golden_stale=False))
-
+            .where(RECORD.c.person_id.in_(persons), RESOURCE.c.deleted.is_(False))
+        ):
+            members.setdefault(r.person_id, []).append(Member(r.record_id, r.content, r.verified_cccd))
+        current = {r.res_id: r for r in self.conn.execute(
+            select(RESOURCE.c.res_id, RESOURCE.c.content, RESOURCE.c.deleted).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(persons)))}
+        writes, deletes = [], []
+        for person_id in persons:
+            state = states.get(person_id)
+            if state is None:
+                continue
+            golden = current.get(person_id)
+            if state[0] == "merged":
+                writes.append(merged_patient(person_id, state[1] or "", golden.content if golden else None))
+            elif members.get(person_id):
+                if state[0] != "active":
+                    self.set_person_state(person_id, "active")
+                writes.append(golden_patient(person_id, members[person_id]))
+            else:
+                if state[0] != "retired":
+                    self.set_person_state(person_id, "retired")
+                if golden is not None and not golden.deleted:
+                    deletes.append(person_id)
+        self.writer.update_many("Patient", writes)
+        for person_id in deletes:
+            self.writer.delete("Patient", person_id)
+        known = sorted(states)
+        if known:
+            self.conn.execute(update(PERSON).where(PERSON.c.person_id.in_(known), PERSON.c.golden_stale.is_(True)).values(golden_stale=False))

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, union_all, update
 
 from vaxhub.adapters.ports import PopulationRegistry
 from vaxhub.hub.mpi.candidates import Evidence, PersonMatch, contradicting_record, fetch_candidates, score_persons
@@ -81,23 +81,43 @@ def registry_views(conn, record_ids: list[str]) -> dict[str, RegistryView]:
     return views
 
 
+_FILED_UNDER = select(BLOCK.c.record_id).where(BLOCK.c.key == bindparam("key"))
+
+
+def _verified_holder_statement(filed: bool):
+    cccd, besides = bindparam("cccd"), bindparam("besides")
+    linked = RECORD.c.person_id.is_not(None) & (RECORD.c.record_id != besides)
+    by_column = select(RECORD.c.record_id, RECORD.c.person_id).where(RECORD.c.verified_cccd == cccd, linked)
+    if not filed:
+        return by_column
+    by_registry = (
+        select(RECORD.c.record_id, RECORD.c.person_id)
+        .select_from(RECORD.join(JOB, JOB.c.patient_id == RECORD.c.record_id))
+        .where(RECORD.c.record_id.in_(bindparam("filed", expanding=True)), JOB.c.result_status == "verified", JOB.c.registry_id == cccd,
+               JOB.c.result_version == JOB.c.patient_version, linked)
+    )
+    return union_all(by_column, by_registry)
+
+
+_VERIFIED_HOLDER = {filed: _verified_holder_statement(filed) for filed in (True, False)}
+
+
 def verified_holder(conn, cccd: str, *, besides: str) -> str | None:
     """The person of a record the registry verified as this CCCD's holder:
     one linked with it, or one filed under it whose verification says so now
-    (so two records verified together join whichever is linked first)."""
-    verified_now = (
-        select(JOB.c.patient_id)
-        .select_from(JOB.join(BLOCK, BLOCK.c.record_id == JOB.c.patient_id))
-        .where(BLOCK.c.key == f"id:{cccd}", JOB.c.result_status == "verified", JOB.c.registry_id == cccd,
-               JOB.c.result_version == JOB.c.patient_version)
-    )
-    return conn.execute(
-        select(RECORD.c.person_id)
-        .where(RECORD.c.record_id != besides, RECORD.c.person_id.is_not(None),
-               or_(RECORD.c.verified_cccd == cccd, RECORD.c.record_id.in_(verified_now)))
-        .order_by(RECORD.c.record_id)
-        .limit(1)
-    ).scalar()
+    (so two records verified together join whichever is linked first); of
+    several, the one of the lowest record id.
+
+    Index lookups whatever the planner's statistics: the records filed under
+    the CCCD are read first and named in the second query, which is two
+    primary-key or index lookups, never `verified_cccd = … OR record_id IN
+    (…)` (planned as a walk over every record of the index), and the few rows
+    are ordered here (`ORDER BY record_id LIMIT 1` invites a walk along the
+    primary key)."""
+    filed = list(conn.execute(_FILED_UNDER, {"key": f"id:{cccd}"}).scalars())
+    params = {"cccd": cccd, "besides": besides} | ({"filed": filed} if filed else {})
+    rows = conn.execute(_VERIFIED_HOLDER[bool(filed)], params).all()
+    return min(rows, key=lambda r: r.record_id).person_id if rows else None
 
 
 @dataclass(frozen=True)
@@ -170,23 +190,48 @@ class Linker:
             log.warning("old-id look-up for Patient/%s failed: %s", record_id, exc)
             return None
 
+    def resolve_old_ids(self, conn, record_ids: list[str]) -> dict[str, str | None]:
+        """`resolve_old_id` for many records: their Patients and registry answers
+        read in two queries, the registry asked only about CMND-only records."""
+        if self.registry is None or not record_ids:
+            return {}
+        rows = conn.execute(select(RESOURCE.c.res_id, RESOURCE.c.content).where(
+            RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(record_ids), RESOURCE.c.deleted.is_(False))).all()
+        asking = {r.res_id: keys.cmnd for r in rows if (keys := match_keys(r.content)).cmnd and not keys.cccd}
+        answered = registry_views(conn, sorted(asking)) if asking else {}
+        found: dict[str, str | None] = dict.fromkeys(record_ids)
+        for record_id, cmnd in asking.items():
+            if answered.get(record_id, RegistryView(None, None)).registry_cccd:
+                continue
+            try:
+                found[record_id] = self.registry.lookup_by_old_id(cmnd)
+            except Exception as exc:  # an unreachable registry only means less evidence this time
+                log.warning("old-id look-up for Patient/%s failed: %s", record_id, exc)
+        return found
+
     # -- inside the transaction
 
     def link_record(self, writer: Writer, record_id: str, *, old_id_cccd: str | None = None, actor: str = LINKER,
-                    only_if_queued: bool = False, inline_golden: bool = True) -> LinkOutcome | None:
+                    only_if_queued: bool = False, inline_golden: bool = True, stale: set[str] | None = None,
+                    events: list[dict] | None = None, locked: bool = False) -> LinkOutcome | None:
         """Link (or re-link) one record; with `only_if_queued`, None when another
         worker has linked it since it was picked. Without `inline_golden` the
         persons touched are marked for the worker to rebuild their golden
         Patients together at the end of its pass (the link itself is current
-        at once: searches and citizens' reach read `mpi_record`)."""
-        index = PersonIndex(writer, actor, inline_golden=inline_golden)
-        index.lock()
+        at once: searches and citizens' reach read `mpi_record`); given
+        `stale`, they are added to it instead, and given `events`, the history
+        events are kept there, for the caller to mark and write once for a
+        whole batch (`locked`: the caller holds the index's lock already).
+        Nothing that decides a link reads the history."""
+        index = PersonIndex(writer, actor, inline_golden=inline_golden, events=events)
+        if not locked:
+            index.lock()
         found = _read_record(writer.conn, record_id)
         state = found.state
         if only_if_queued and (state is None or state.state != "queued"):
             return None
         if found.content is None or is_golden(found.content):
-            return self._remove(index, record_id, state)
+            return self._remove(index, record_id, state, stale)
         if state is None:
             writer.conn.execute(insert(RECORD).values(record_id=record_id, state="queued", queued_at=writer.now, locked=False, attempts=0))
             state = index.record(record_id)
@@ -202,7 +247,7 @@ class Linker:
         for match in also_linkable:
             if match.person_id != outcome.person_id:
                 self._open_review(index, record_id, match.record_id, match.score)
-        index.refresh_goldens()
+        _refresh_or_collect(index, stale)
         return outcome
 
     def _decide(self, index: PersonIndex, state: RecordState, evidence: Evidence, kept_apart: bool) -> tuple[LinkOutcome, list[PersonMatch]]:
@@ -269,7 +314,7 @@ class Linker:
         index.log("review-queued", record_id=record_id, person_id=person, review_id=review_id,
                   after={"candidate": candidate_id, "score": score.probability, "grade": score.grade})
 
-    def _remove(self, index: PersonIndex, record_id: str, state: RecordState | None) -> LinkOutcome:
+    def _remove(self, index: PersonIndex, record_id: str, state: RecordState | None, stale: set[str] | None = None) -> LinkOutcome:
         """The site record was deleted (or is not a site record): take it out of its person."""
         if state is None:
             return LinkOutcome(record_id, None, "removed")
@@ -283,8 +328,16 @@ class Linker:
             index.touched.add(state.person_id)
             index.log("remove", record_id=record_id, person_id=state.person_id, before=state.link_document(), after=None,
                       reason="the site record was deleted")
-        index.refresh_goldens()
+        _refresh_or_collect(index, stale)
         return LinkOutcome(record_id, None, "removed")
+
+
+def _refresh_or_collect(index: PersonIndex, stale: set[str] | None) -> None:
+    if stale is None or index.inline_golden:
+        index.refresh_goldens()
+    else:
+        stale.update(index.touched)
+        index.touched.clear()
 
 
 def mark_failed(conn, record_id: str, error: str, *, attempts: int, dead: bool, now) -> None:

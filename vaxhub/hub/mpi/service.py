@@ -92,14 +92,23 @@ class MasterPatientIndex:
             return linker.link_record(w, record_id, old_id_cccd=old_id, only_if_queued=only_if_queued, inline_golden=inline_golden)
 
     def rebuild_goldens(self, limit: int = 200) -> int:
-        """Rebuild up to `limit` golden Patients marked stale, in one audited unit; returns how many."""
-        with self.engine.connect() as conn:
-            stale = list(conn.execute(select(PERSON.c.person_id).where(PERSON.c.golden_stale.is_(True)).limit(limit)).scalars())
-        if stale:
-            with self.store.writer(context=linker_interaction(what="golden")) as w:
-                index = PersonIndex(w, LINKER)
-                for person_id in stale:
-                    index.refresh_golden(person_id)
+        """Rebuild up to `limit` golden Patients marked stale, in one audited unit; returns how many.
+
+        On PostgreSQL the persons are claimed `FOR UPDATE SKIP LOCKED`: two
+        workers rebuild different persons, and a link that changes a claimed
+        person's members marks it stale again after this unit commits (its
+        mark waits for the row), so no rebuild from an older membership
+        stands."""
+        interaction = linker_interaction(what="golden")
+        with self.store.writer(context=interaction) as w:
+            stmt = select(PERSON.c.person_id).where(PERSON.c.golden_stale.is_(True)).order_by(PERSON.c.person_id).limit(limit)
+            if w.conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            stale = list(w.conn.execute(stmt).scalars())
+            if not stale:
+                interaction.recorded = True  # nothing written: no AuditEvent
+                return 0
+            PersonIndex(w, LINKER).refresh_goldens_of(stale)
         return len(stale)
 
     # -- an operator's changes

@@ -1,4 +1,4 @@
-"""The MPI worker behind `vaxhub mpi work`: links queued records, one unit each.
+"""The MPI worker behind `vaxhub mpi work`: links queued records in batches.
 
 Each pass:
 
@@ -7,15 +7,28 @@ Each pass:
    look-back for results that committed late) and re-queues every record
    whose registry answer changed, so a CCCD verified today links the record
    deterministically today; the verification code is not touched;
-2. links up to `batch` queued records, oldest first, each in its own
-   transaction (a crash loses nothing: the row stays queued); a record that
-   fails is retried with backoff, then left as `failed` with its error;
-3. rebuilds, together, the golden Patients of the persons its links touched
-   (and those the batch re-linker marked): a person receiving three records
-   in one pass is rewritten once, and the link transactions stay short.
+2. claims up to `batch` queued records, oldest first, and links them in one
+   transaction under the index's lock: one commit, one AuditEvent naming
+   every site Patient linked and every person touched, one update marking
+   those persons' golden Patients stale. The lock is taken before the
+   claim, which on PostgreSQL is `FOR UPDATE SKIP LOCKED` on each record's
+   Patient row and queue row (the order a site's write takes them): two
+   workers never claim one record, a worker waiting for the lock holds no
+   row a site may be writing, and a record a site is writing right now
+   waits for the next pass. Each record
+   links in a savepoint: one that fails is rolled back alone, retried with
+   backoff, then left as `failed` with its error, and the others commit; if
+   the batch itself cannot commit, its records are linked one by one;
+3. rebuilds the golden Patients marked stale, `limit` per transaction (the
+   persons claimed `FOR UPDATE SKIP LOCKED`, so two workers split them, and
+   without the lock, so one worker rebuilds while another links): a person
+   receiving three records in one pass is rewritten once. A link batch
+   marking a person waits for a rebuild holding it, so the limit is kept
+   small.
 
-Several workers may run: membership changes take one advisory lock, and a
-record another worker linked meanwhile is skipped.
+Old-CMND look-ups at the population registry (when one is configured) are
+made before the transaction, for the records the pass may claim; the claim
+is then limited to those records, so no registry call runs under the lock.
 """
 
 from __future__ import annotations
@@ -25,17 +38,17 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 
 from vaxhub.hub.mpi.enqueue import queue_records
-from vaxhub.hub.mpi.index import RECORD
-from vaxhub.hub.mpi.linker import RegistryView, mark_failed, registry_views
-from vaxhub.hub.mpi.service import MasterPatientIndex
+from vaxhub.hub.mpi.index import RECORD, PersonIndex
+from vaxhub.hub.mpi.linker import LINKER, Linker, RegistryView, mark_failed, registry_views
+from vaxhub.hub.mpi.service import MasterPatientIndex, linker_interaction
 from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.storage.engine import write_transaction
 from vaxhub.hub.storage.mpi_tables import MpiCursorRow
 from vaxhub.hub.storage.outbox_tables import VerificationResultRow
-from vaxhub.hub.storage.store import utcnow
+from vaxhub.hub.storage.store import RESOURCE, utcnow
 
 log = logging.getLogger(__name__)
 CURSOR = MpiCursorRow.__table__
@@ -79,8 +92,50 @@ def watch_verifications(engine, *, limit: int = 5000) -> int:
         return len(changed)
 
 
+def _claim_statement(postgresql: bool, among: bool):
+    due = [RECORD.c.state == "queued", RECORD.c.queued_at <= bindparam("now")]
+    if among:
+        due.append(RECORD.c.record_id.in_(bindparam("among", expanding=True)))
+    columns = (RECORD.c.record_id, RECORD.c.attempts, RECORD.c.request_id)
+    if not postgresql:  # one writer at a time: the linker re-checks each record's state
+        return select(*columns).where(*due).order_by(RECORD.c.queued_at).limit(bindparam("limit"))
+    patient = and_(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == RECORD.c.record_id)
+    return (select(*columns).select_from(RECORD.join(RESOURCE, patient)).where(*due).order_by(RECORD.c.queued_at)
+            .limit(bindparam("limit")).with_for_update(of=[RESOURCE, RECORD], skip_locked=True))
+
+
+def _orphan_statement(among: bool):
+    """Queued records without any Patient row (nothing for a site to lock first)."""
+    due = [RECORD.c.state == "queued", RECORD.c.queued_at <= bindparam("now"),
+           ~select(RESOURCE.c.res_id).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == RECORD.c.record_id).exists()]
+    if among:
+        due.append(RECORD.c.record_id.in_(bindparam("among", expanding=True)))
+    return (select(RECORD.c.record_id, RECORD.c.attempts, RECORD.c.request_id).where(*due).order_by(RECORD.c.queued_at)
+            .limit(bindparam("limit")).with_for_update(skip_locked=True))
+
+
+_CLAIM = {(pg, among): _claim_statement(pg, among) for pg in (True, False) for among in (True, False)}
+_ORPHANS = {among: _orphan_statement(among) for among in (True, False)}
+
+
+def claim_queued(conn, limit: int, now, among: list[str] | None = None) -> list:
+    """Queued records due by `now` (only those in `among`, if given), oldest
+    first; on PostgreSQL locked until the caller's transaction ends, and
+    records another transaction holds are skipped."""
+    params = {"now": now, "limit": limit}
+    if among is not None:
+        if not among:
+            return []
+        params["among"] = among
+    postgresql = conn.dialect.name == "postgresql"
+    rows = list(conn.execute(_CLAIM[(postgresql, among is not None)], params))
+    if postgresql and len(rows) < limit:
+        rows += conn.execute(_ORPHANS[among is not None], {**params, "limit": limit - len(rows)}).all()
+    return rows
+
+
 class LinkWorker:
-    def __init__(self, mpi: MasterPatientIndex, *, batch: int = 200, max_attempts: int = 5, backoff_seconds: float = 2.0):
+    def __init__(self, mpi: MasterPatientIndex, *, batch: int = 100, max_attempts: int = 5, backoff_seconds: float = 2.0):
         self.mpi = mpi
         self.batch = batch
         self.max_attempts = max_attempts
@@ -105,31 +160,86 @@ class LinkWorker:
     def run_once(self) -> int:
         watch_verifications(self.mpi.engine)
         now = utcnow()
-        with self.mpi.engine.connect() as conn:
-            due = list(conn.execute(
-                select(RECORD.c.record_id, RECORD.c.attempts, RECORD.c.request_id).where(RECORD.c.state == "queued", RECORD.c.queued_at <= now)
-                .order_by(RECORD.c.queued_at).limit(self.batch)
-            ))
         linker = self.mpi.linker()
-        for record_id, attempts, request_id in due:
-            with bound_request_id(request_id):  # the request that queued it, in this record's log lines
-                self._link_one(linker, record_id, attempts)
-        return len(due) + self.refresh_stale()
+        with self.mpi.engine.connect() as conn:
+            # Twice the batch: a second worker claims the records after the first one's.
+            due = list(conn.execute(
+                select(RECORD.c.record_id).where(RECORD.c.state == "queued", RECORD.c.queued_at <= now)
+                .order_by(RECORD.c.queued_at).limit(2 * self.batch)
+            ).scalars())
+            old_ids = linker.resolve_old_ids(conn, due) if due and linker.registry is not None else {}
+        done = self.link_batch(linker, now, among=due if linker.registry is not None else None, old_ids=old_ids) if due else 0
+        return done + self.refresh_stale()
+
+    def link_batch(self, linker: Linker, now, *, among: list[str] | None = None, old_ids: dict[str, str | None] | None = None) -> int:
+        """Claim and link up to `batch` queued records in one transaction; returns how many were claimed."""
+        old_ids = old_ids or {}
+        interaction = linker_interaction(what="link")
+        claimed: list = []
+        linked, failed = 0, 0
+        try:
+            with self.mpi.store.writer(context=interaction) as w:
+                index = PersonIndex(w, LINKER, inline_golden=False)
+                # The lock first: a worker waiting for it holds no Patient row a site may be writing.
+                index.lock()
+                claimed = claim_queued(w.conn, self.batch, now, among)
+                stale: set[str] = set()
+                events: list[dict] = []
+                for record_id, attempts, request_id in claimed:
+                    with bound_request_id(request_id):  # the request that queued it, in this record's log lines
+                        log.debug("linking Patient/%s, attempt %s", record_id, attempts + 1)
+                        touched: set[str] = set()
+                        kept: list[dict] = []
+                        try:
+                            with w.conn.begin_nested():
+                                outcome = linker.link_record(w, record_id, old_id_cccd=old_ids.get(record_id), only_if_queued=True,
+                                                             inline_golden=False, stale=touched, events=kept, locked=True)
+                        except Exception as exc:  # a defect or a lost race must not cost the batch: retried, then left failed
+                            log.exception("linking Patient/%s failed", record_id)
+                            failed += 1
+                            self._mark_failed(w.conn, record_id, attempts, exc)
+                            continue
+                    if outcome is None:
+                        continue  # linked by another worker since it was queued
+                    linked += 1
+                    stale |= touched
+                    events += kept
+                    interaction.entities.append(("Patient", record_id, None))
+                    interaction.patients.add(record_id)
+                index.write_events(events)
+                index.mark_stale(stale)
+                interaction.patients |= stale  # the persons (golden Patients) the links changed
+                if not linked:
+                    interaction.recorded = True  # no link changed: no AuditEvent
+        except Exception:
+            if not claimed:
+                raise
+            log.exception("linking a batch of %s records failed; linking them one by one", len(claimed))
+            for record_id, attempts, request_id in claimed:
+                with bound_request_id(request_id):
+                    self._link_one(linker, record_id, attempts)
+            return len(claimed)
+        self.linked += linked
+        self.failed += failed
+        return len(claimed)
+
+    def _mark_failed(self, conn, record_id: str, attempts: int, exc: Exception) -> None:  # noqa: ANN001 - a connection
+        mark_failed(conn, record_id, f"{type(exc).__name__}: {exc}", attempts=attempts + 1, dead=attempts + 1 >= self.max_attempts,
+                    now=utcnow() + timedelta(seconds=self.backoff_seconds * 2 ** attempts))
 
     def _link_one(self, linker, record_id: str, attempts: int) -> None:  # noqa: ANN001 - the index's linker
-        log.debug("linking Patient/%s, attempt %s", record_id, attempts + 1)
+        """One record in a transaction of its own (a batch that could not commit)."""
+        log.debug("linking Patient/%s alone, attempt %s", record_id, attempts + 1)
         try:
             if self.mpi.link(record_id, only_if_queued=True, linker=linker, inline_golden=False) is not None:
                 self.linked += 1
         except Exception as exc:  # a defect or a lost race must not stop the queue: retried, then left failed
             log.exception("linking Patient/%s failed", record_id)
             self.failed += 1
-            dead = attempts + 1 >= self.max_attempts
             with write_transaction(self.mpi.engine) as conn:
-                mark_failed(conn, record_id, f"{type(exc).__name__}: {exc}", attempts=attempts + 1, dead=dead,
-                            now=utcnow() + timedelta(seconds=self.backoff_seconds * 2 ** attempts))
+                self._mark_failed(conn, record_id, attempts, exc)
 
-    def refresh_stale(self, limit: int = 200) -> int:
+    def refresh_stale(self, limit: int = 50) -> int:
         """Rebuild every golden Patient marked stale (by this pass's links or the
         batch re-linker), `limit` per transaction; returns how many."""
         total = 0
