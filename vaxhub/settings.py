@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] | None = Field(None, description="Log lines as JSON objects or text; default json in production, text in development.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_token: SecretStr | None = Field(None, description="Bearer token Prometheus sends to GET /metrics (operators with the monitoring role may use their own token).")
-    audit_chains: int = Field(8, ge=1, le=64, description="Parallel hash chains of the audit trail.")
+    audit_chains: int = Field(32, ge=1, le=64, description="Parallel hash chains of the audit trail: each write holds one from its AuditEvent to its commit.")
     # Health certificates (EU DCC, SMART Health Cards, WHO DDCC:VS): `vaxhub keys init`.
     cert_keys_dir: Path | None = Field(None, description="Key store of the certificate signers (CSCA and document signers); default data_dir/cert-keys.")
     cert_passphrase: SecretStr | None = Field(None, description="Passphrase encrypting the signers' private keys; required (not a placeholder) in production.")
