@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 import uuid
 
 from tests.builders import identifier_condition, immunization, patient, person_with_doses, post_entry, transaction
@@ -139,8 +140,6 @@ def test_racing_resends_of_one_transaction_leave_one_copy_and_no_errors(client):
     # Sites retry on timeouts, so the same Bundle can arrive twice at once on
     # two hub processes: the loser of the identifier race must see the winner's
     # records, not fail.
-    import threading
-
     bundle = transaction(*person_with_doses("079085000777", 2), *person_with_doses("001185000778", 1, family="Lê", given=("Minh",)))
     barrier = threading.Barrier(4)
     answers: list = []
@@ -164,8 +163,6 @@ def test_racing_resends_of_one_transaction_leave_one_copy_and_no_errors(client):
 def test_racing_bundles_about_one_new_person_share_the_patient(client):
     # Two sites (or two users of one site) send different doses of a person the
     # hub has never seen, at the same moment: one Patient, both doses on it.
-    import threading
-
     pat = patient("079085000999", "Phạm", ("Thu",), gender="female", birth_date="1990")
     bundles = []
     for n in range(4):

@@ -175,10 +175,11 @@ def build_router(
         try:
             who = await run_in_threadpool(otp.verify, str(fields.get("challenge", "")), str(fields.get("code", "")))
         except VaxhubError as exc:
+            reason = exc.message  # bound here: the closure below must not reach for `exc`
             await run_in_threadpool(lambda: record_login(
-                trail, method="otp", outcome=SERIOUS_FAILURE, who=NOBODY, path="/auth/otp/verify", source_ip=source_ip, detail=exc.message
+                trail, method="otp", outcome=SERIOUS_FAILURE, who=NOBODY, path="/auth/otp/verify", source_ip=source_ip, detail=reason
             ))
-            return JSONResponse({"error": "invalid_grant", "error_description": exc.message}, status_code=400, headers=NO_STORE)
+            return JSONResponse({"error": "invalid_grant", "error_description": reason}, status_code=400, headers=NO_STORE)
         response = _token_response(tokens, who, settings.patient_token_seconds)
         await run_in_threadpool(lambda: record_login(
             trail, method="otp", outcome=SUCCESS, who=who, path="/auth/otp/verify", source_ip=source_ip,

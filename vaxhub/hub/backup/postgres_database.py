@@ -3,7 +3,8 @@
 The dump reads a snapshot exported from a REPEATABLE READ transaction in which
 the row counts and the Alembic revision of the manifest are taken too, so the
 manifest describes exactly the rows in the dump. The restore runs as one
-transaction (`--single-transaction --exit-on-error`): it lands whole or not at all.
+transaction (`--single-transaction --exit-on-error`; replacing a database, the
+DROP and the restore together in one psql transaction): it lands whole or not at all.
 Point-in-time recovery (base backup + WAL archive) is a server procedure,
 documented in docs/operations/backup.md.
 """

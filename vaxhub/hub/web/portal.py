@@ -117,8 +117,9 @@ def build_router(web: WebContext) -> APIRouter:
         try:
             who = await run_in_threadpool(web.otp.verify, challenge, code if isinstance(code, str) else "")
         except AuthenticationFailed as exc:
+            reason = exc.message  # bound here: the closure below must not reach for `exc`
             await run_in_threadpool(lambda: record_login(
-                web.trail, method="portal-otp", outcome=SERIOUS_FAILURE, who=NOBODY, path=request.url.path, source_ip=source_ip, detail=exc.message
+                web.trail, method="portal-otp", outcome=SERIOUS_FAILURE, who=NOBODY, path=request.url.path, source_ip=source_ip, detail=reason
             ))
             return pages.render(request, "portal_code.html", {"wrong": True}, status=401)
         token, lifetime = web.tokens.issue(who, web.settings.patient_token_seconds)
