@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(1000, ge=1, description="Largest transaction/batch Bundle accepted.")
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     db_pool_size: int = Field(10, ge=1)
+    api_threads: int = Field(
+        40, ge=1, le=1000,
+        description="Requests one API process works on at once (the thread pool of its synchronous routes); "
+                    "more wait in its event loop. A few per core spends less CPU on switching between them.",
+    )
     sql_echo: bool = False
 
     # Identity verification (`vaxhub worker`)
@@ -52,6 +57,11 @@ class Settings(BaseSettings):
     social_insurance_api_key: str | None = Field(None, description="X-API-Key sent to the social insurance registry.")
     registry_timeout: float = Field(10.0, gt=0, description="Seconds one registry call may take.")
     verification_concurrency: int = Field(32, ge=1, le=1024, description="Registry calls in flight per worker process.")
+    mpi_verification_wait_seconds: float = Field(
+        0.0, ge=0, le=3600,
+        description="Hold a new or re-identified site Patient's link this long for its registry answer, so the worker links it "
+                    "once, on the verified CCCD (the answer makes it due at once). 0 links at once and again after the answer.",
+    )
     verification_lease_seconds: float = Field(
         60.0, gt=0, description="How long a claimed job stays with its worker before others may take it."
     )

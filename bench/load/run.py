@@ -100,9 +100,14 @@ def hub_env(args, database_url: str, data_dir: Path, eid_jwks: Path) -> dict[str
         "VAXHUB_DATA_DIR": str(data_dir),
         "VAXHUB_AUTO_MIGRATE": "false",  # migrated once before anything starts
         "VAXHUB_LOG_LEVEL": "WARNING",
-        # Every caller may go as fast as the mix says; the limiter still runs (its default backend).
+        # Every caller may go as fast as the mix says; the limiter still counts
+        # every request, where a deployment of many API processes keeps it.
         "VAXHUB_RATE_LIMIT_PER_SECOND": "1000000",
         "VAXHUB_RATE_LIMIT_BURST": "1000000",
+        "VAXHUB_RATE_LIMIT_BACKEND": args.rate_limits,
+        **({"VAXHUB_REDIS_URL": args.redis_url} if args.rate_limits == "redis" else {}),
+        "VAXHUB_MPI_VERIFICATION_WAIT_SECONDS": str(args.link_wait),
+        "VAXHUB_API_THREADS": str(args.api_threads),
         "VAXHUB_VERIFICATION_CONCURRENCY": str(args.verification_concurrency),
         "VAXHUB_EID_ISSUER": EID_ISSUER,
         "VAXHUB_EID_AUDIENCE": EID_AUDIENCE,
@@ -119,7 +124,7 @@ def start_hub(args, env: dict[str, str], logs: Path, registry_file: Path) -> Hub
                 "VAXHUB_SOCIAL_INSURANCE_API_KEY": API_KEY})
     verification = [start_verification_worker(env, logs, i) for i in range(args.verification_workers)]
     linking = [start_link_worker(env, logs, i) for i in range(args.link_workers)]
-    api = start_api(env, logs, args.api_processes)
+    api = start_api(env, logs, args.api_processes, nice=args.api_nice)
     return Hub(registries, api, verification, linking, env, logs)
 
 
@@ -221,11 +226,12 @@ class Watcher:
 
 def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hub, seconds: int) -> tuple[Watcher, dict]:
     prefix = run_dir / "locust"
-    users = sum(plan["users"].values())
+    users = plan["users"][args.only] if args.only else sum(plan["users"].values())
     command = [
         sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
         "-u", str(users), "-r", str(max(1, round(users / args.ramp_seconds))), "-t", f"{seconds}s",
         "--csv", str(prefix), "--csv-full-history", "--only-summary", "--stop-timeout", "30", "--loglevel", "WARNING",
+        *([args.only] if args.only else []),  # locust runs only the user classes named
     ]
     env = {**os.environ, "VAXHUB_LOAD_PLAN": str(plan_path)}
     log = (hub.logs / "locust.log").open("ab")
@@ -458,6 +464,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--registry-timeouts", type=float, default=0.01, help="share of registry calls that hang past the client's timeout")
     parser.add_argument("--registry-hang", type=float, default=12.0, help="seconds a hanging call hangs (the client gives up at 10)")
     parser.add_argument("--verification-concurrency", type=int, default=128, help="registry calls in flight per verification worker")
+    parser.add_argument("--rate-limits", choices=("redis", "database"), default="redis",
+                        help="where the API processes count requests (VAXHUB_RATE_LIMIT_BACKEND)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--link-wait", type=float, default=30.0,
+                        help="VAXHUB_MPI_VERIFICATION_WAIT_SECONDS: a new person is linked once the registry answered (0: at once and again)")
+    parser.add_argument("--api-threads", type=int, default=40, help="VAXHUB_API_THREADS: requests each API process works on at once")
+    parser.add_argument("--api-nice", type=int, default=0,
+                        help="niceness of the API processes: above 0 the outbox workers (and the registry simulators) go first when the cores are short")
+    parser.add_argument("--only", choices=sorted(mix.USER_SHARE), default=None,
+                        help="run one kind of user alone, at its share of the mix (what one kind costs: CPU s per request)")
     parser.add_argument("--ramp-seconds", type=float, default=10.0, help="seconds to start every user")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between database samples")
     parser.add_argument("--drain-limit", type=float, default=300.0, help="seconds to wait for the outboxes after the load")

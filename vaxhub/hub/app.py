@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import anyio.to_thread
 import orjson
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -78,7 +79,7 @@ def build_app(
     if settings.auto_migrate:
         upgrade(engine)
     trail = AuditTrail(engine, chains=settings.audit_chains)
-    store = FhirStore(engine, listeners=[AuditListener(trail), VerificationEnqueuer(), LinkEnqueuer()])
+    store = FhirStore(engine, listeners=[AuditListener(trail), VerificationEnqueuer(), LinkEnqueuer(verification_wait=settings.mpi_verification_wait_seconds)])
     mpi = MasterPatientIndex(engine, trail=trail)
     tokens = token_service(settings)
     clients = ClientRegistry(engine, leeway=settings.clock_skew_seconds)
@@ -101,6 +102,7 @@ def build_app(
     app.state.rate_limiter = build_rate_limiter(
         settings.rate_limit_backend, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst, engine=engine, redis_url=settings.redis_url
     )
+    app.router.on_startup.append(lambda: _limit_request_threads(settings.api_threads))
     install_handlers(app)
     app.add_middleware(RefuseControlCharacters)  # inside the audit middleware: refusals are audited
     app.add_middleware(AuditMiddleware, trail=trail)
@@ -135,3 +137,9 @@ def build_app(
         return RedirectResponse("/docs")
 
     return app
+
+
+def _limit_request_threads(threads: int) -> None:
+    """Synchronous routes run on anyio's thread pool; its size is how many requests
+    compete for this process's GIL and database connections at once."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads

@@ -116,3 +116,32 @@ def test_the_index_work_is_audited(hub, site, link_all, engine, ops):
     [read] = app.state.audit.search(client="moh-mpi-desk", patient=a)[0][:1]
     assert read["subtype"][0]["code"] == "read"
     assert app.state.audit.verify().ok
+
+
+def test_a_record_waiting_for_its_registry_answer_is_linked_once(hub, site, mpi, verify_all, population_registry, engine):
+    from datetime import datetime, timedelta, timezone
+
+    from vaxhub.hub.mpi.enqueue import LinkEnqueuer
+    from vaxhub.hub.mpi.worker import LinkWorker
+
+    app, _raw, _login = hub
+    (enqueuer,) = [listener for listener in app.state.store.listeners if isinstance(listener, LinkEnqueuer)]
+    enqueuer.verification_wait = timedelta(seconds=600)
+    hanoi = site("79001")
+    a = created(hanoi.post("/fhir/Patient", json=of(HUONG, phone="0912345678", number="a")))
+    assert link_row(engine, a)["queued_at"] > datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=500)
+
+    mpi.registry = population_registry
+    worker = LinkWorker(mpi, backoff_seconds=0)
+    assert worker.run_once() == 0 and person_of(engine, a) is None  # held for the registry's answer
+    verify_all()
+    worker.run(until_idle=True)
+    assert worker.linked == 1  # linked once, on the verified CCCD: no link before the answer and again after it
+    assert link_row(engine, a)["verified_cccd"] == HUONG.cccd and person_of(engine, a) is not None
+
+    # A change the registry is not asked about (the phone) is linked at once.
+    record = hanoi.get(f"/fhir/Patient/{a}").json()
+    record["telecom"] = [{"system": "phone", "value": "0987654321"}]
+    assert hanoi.put(f"/fhir/Patient/{a}", json=record).status_code == 200
+    assert queued(engine) == [a] and link_row(engine, a)["queued_at"] <= datetime.now(timezone.utc).replace(tzinfo=None)
+    mpi.registry = None

@@ -15,6 +15,8 @@ them on request (the same text always gives the same QR):
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -99,8 +101,48 @@ DOWNLOADS: dict[str, tuple[str, Callable[[StoredCertificate], bytes | str]]] = {
 }
 
 
-def render_download(cert: StoredCertificate, name: str) -> tuple[bytes, str]:
+# Drawn forms worth keeping: a QR image takes milliseconds and the PDF tens of
+# them, while an issuance never changes (a correction issues a new UVCI), so a
+# process may keep what it drew without ever serving a stale copy.
+_DRAWN = frozenset({"dcc.png", "dcc.svg", "shc.png", "certificate.pdf"})
+
+
+class RenderCache:
+    """The last `entries` drawn downloads of this process, by (UVCI, name)."""
+
+    def __init__(self, entries: int = 512):
+        self.entries = entries
+        self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            body = self._items.get(key)
+            if body is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+            return body
+
+    def put(self, key: tuple[str, str], body: bytes) -> None:
+        with self._lock:
+            self._items[key] = body
+            self._items.move_to_end(key)
+            while len(self._items) > self.entries:
+                self._items.popitem(last=False)
+
+
+RENDERED = RenderCache()
+
+
+def render_download(cert: StoredCertificate, name: str, *, cache: RenderCache | None = RENDERED) -> tuple[bytes, str]:
     """The bytes and media type of download `name` (a key of DOWNLOADS)."""
     media_type, build = DOWNLOADS[name]
-    body = build(cert)
-    return (body.encode("utf-8") if isinstance(body, str) else body), media_type
+    key = (cert.uvci, name)
+    if cache is not None and name in _DRAWN and (body := cache.get(key)) is not None:
+        return body, media_type
+    built = build(cert)
+    body = built.encode("utf-8") if isinstance(built, str) else built
+    if cache is not None and name in _DRAWN:
+        cache.put(key, body)
+    return body, media_type

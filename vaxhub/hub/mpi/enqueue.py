@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from datetime import timedelta
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -28,16 +29,25 @@ from vaxhub.hub.mpi.golden import RESERVED_SYSTEMS, is_golden
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 from vaxhub.hub.storage.store import Stored, Writer
+from vaxhub.hub.verification.claims import person_claim
 from vaxhub.identity.keys import match_keys
 
 RECORD = MpiRecordRow.__table__
 
 
 class LinkEnqueuer:
-    """`WriteListener` queuing each site Patient whose match keys changed."""
+    """`WriteListener` queuing each site Patient whose match keys changed.
 
-    def __init__(self) -> None:
-        self._pending: weakref.WeakKeyDictionary[Writer, set[str]] = weakref.WeakKeyDictionary()
+    With `verification_wait` (seconds), a Patient version that also sent the
+    person to the registry (its identity fields changed) is queued due that
+    much later: the worker links it once the registry has answered (the
+    answer brings it forward, see `worker.watch_verifications`) instead of
+    linking it now and again, on the verified CCCD, a moment later. A
+    registry that does not answer delays the link by at most the wait."""
+
+    def __init__(self, *, verification_wait: float = 0.0) -> None:
+        self.verification_wait = timedelta(seconds=verification_wait)
+        self._pending: weakref.WeakKeyDictionary[Writer, dict[str, bool]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def after_write(self, writer: Writer, stored: Stored, previous: Stored | None) -> None:
@@ -49,17 +59,26 @@ class LinkEnqueuer:
         for ident in (stored.content or {}).get("identifier") or []:
             if isinstance(ident, dict) and ident.get("system") in RESERVED_SYSTEMS:
                 raise Forbidden(f"Identifier system {ident['system']} is reserved to the master patient index")
-        if stored.content is not None and previous is not None and previous.content is not None:
-            if match_keys(stored.content) == match_keys(previous.content):
-                return
+        known = previous is not None and previous.content is not None
+        if stored.content is not None and known and match_keys(stored.content) == match_keys(previous.content):
+            return
+        # Identity fields changed: `VerificationEnqueuer` has queued a registry check too.
+        verifying = stored.content is not None and (not known or person_claim(stored.content) != person_claim(previous.content))
         with self._lock:
-            self._pending.setdefault(writer, set()).add(stored.id)
+            records = self._pending.setdefault(writer, {})
+            records[stored.id] = records.get(stored.id, False) or verifying
 
     def before_commit(self, writer: Writer) -> None:
         with self._lock:
             records = self._pending.pop(writer, None)
-        if records:
-            queue_records(writer.conn, sorted(records), writer.now)
+        if not records:
+            return
+        waiting = sorted(r for r, verifying in records.items() if verifying and self.verification_wait)
+        now = sorted(r for r in records if r not in waiting)
+        if now:
+            queue_records(writer.conn, now, writer.now)
+        if waiting:
+            queue_records(writer.conn, waiting, writer.now + self.verification_wait)
 
 
 def queue_records(conn: Connection, record_ids: list[str], now) -> None:

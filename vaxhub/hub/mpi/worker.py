@@ -71,8 +71,10 @@ def watch_verifications(engine, *, limit: int = 5000) -> int:
         # link outbox) is queued on its first new result only.
         fresh = {r.patient_id for r in rows if r.id > (position or 0)}
         linked = {r.record_id: r for r in conn.execute(
-            select(RECORD.c.record_id, RECORD.c.state, RECORD.c.verified_cccd, RECORD.c.registry_cccd).where(RECORD.c.record_id.in_(patients))
+            select(RECORD.c.record_id, RECORD.c.state, RECORD.c.queued_at, RECORD.c.verified_cccd, RECORD.c.registry_cccd)
+            .where(RECORD.c.record_id.in_(patients))
         )}
+        now = utcnow()
         views = registry_views(conn, patients)
         changed = []
         for patient_id in patients:
@@ -82,8 +84,10 @@ def watch_verifications(engine, *, limit: int = 5000) -> int:
                 view.verified_cccd != held.verified_cccd or (view.registry_cccd and view.registry_cccd != held.registry_cccd)
             )):
                 changed.append(patient_id)
+            elif held is not None and held.state == "queued" and held.queued_at > now and patient_id in fresh:
+                changed.append(patient_id)  # held back for this answer (`LinkEnqueuer.verification_wait`): due now
         if changed:
-            queue_records(conn, changed, utcnow())
+            queue_records(conn, changed, now)
         top = max(r.id for r in rows)
         if position is None:
             conn.execute(insert(CURSOR).values(name=VERIFICATION_CURSOR, position=top))

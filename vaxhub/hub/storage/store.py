@@ -335,6 +335,7 @@ class Writer:
         self._created: dict[tuple[str, str], _Pending] = {}
         self._claims: dict[tuple[str, str, str], _Pending] = {}
         self._claim_cache: dict[tuple[str, str, str], str | None] = {}
+        self._locked: dict[tuple[str, str], Stored | None] = {}  # read by lock_current_many, not yet used
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
 
@@ -716,7 +717,31 @@ class Writer:
         for table in (*INDEX_TABLES, CLAIM):
             self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == res_id))
 
+    def lock_current_many(self, keys: list[tuple[str, str]]) -> None:
+        """Read (and on PostgreSQL lock) the current versions of many resources
+        in one query, sorted so that concurrent units lock them in the same
+        order; the next read or write of each in this unit uses the row read."""
+        wanted = sorted({k for k in keys if k not in self._created and k not in self._locked})
+        if len(wanted) < 2:
+            return  # one row: the read itself is the one query
+        by_type: dict[str, set[str]] = {}
+        for rtype, res_id in wanted:
+            by_type.setdefault(rtype, set()).add(res_id)
+        found: dict[tuple[str, str], Stored] = {}
+        for clause in _in_lists(by_type, RESOURCE.c.res_type, RESOURCE.c.res_id):
+            stmt = (select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted)
+                    .where(clause).order_by(RESOURCE.c.res_type, RESOURCE.c.res_id))
+            if self.conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            for row in self.conn.execute(stmt):
+                found[(row.res_type, row.res_id)] = Stored(row.res_type, row.res_id, row.version, row.last_updated, None if row.deleted else row.content)
+        for key in wanted:
+            self._locked[key] = found.get(key)
+
     def _lock_current(self, rtype: str, res_id: str) -> Stored | None:
+        if (rtype, res_id) in self._locked:
+            # Taken once: a later read in this unit (after a write here) goes to the database again.
+            return self._locked.pop((rtype, res_id))
         stmt = select(RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted).where(
             RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id
         )
