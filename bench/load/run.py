@@ -469,7 +469,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--link-wait", type=float, default=30.0,
                         help="VAXHUB_MPI_VERIFICATION_WAIT_SECONDS: a new person is linked once the registry answered (0: at once and again)")
-    parser.add_argument("--api-threads", type=int, default=40, help="VAXHUB_API_THREADS: requests each API process works on at once")
+    parser.add_argument("--api-threads", type=int, default=8, help="VAXHUB_API_THREADS: requests each API process works on at once")
     parser.add_argument("--api-nice", type=int, default=0,
                         help="niceness of the API processes: above 0 the outbox workers (and the registry simulators) go first when the cores are short")
     parser.add_argument("--only", choices=sorted(mix.USER_SHARE), default=None,

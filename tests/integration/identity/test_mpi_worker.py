@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.integration.identity.identity_builders import RECORD, person_of, site_patient
+from vaxhub.hub.mpi.frequencies import TERM, TOTAL
 from vaxhub.hub.mpi.golden import PERSON_SYSTEM
 from vaxhub.hub.mpi.linker import Linker
 from vaxhub.hub.mpi.worker import LinkWorker, claim_queued
@@ -123,7 +124,7 @@ def test_a_failing_record_costs_only_itself_and_is_retried(hub, site, engine, mp
     assert {rows[r].state for r in records if r != failing} == {"linked"}
     assert (rows[failing].state, rows[failing].person_id, rows[failing].attempts) == ("queued", None, 1)
     assert "a defect met by this record only" in rows[failing].last_error
-    # Its twin linked on its own: the failed record's link was rolled back with its savepoint.
+    # Its twin linked on its own: the failed record's link was rolled back with the batch.
     twin = records[3]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).where(RECORD.c.person_id == rows[twin].person_id)).scalar_one() == 1
@@ -165,6 +166,20 @@ def test_a_batch_is_one_audit_event_naming_every_patient_it_touched(hub, site, e
     for person in persons:
         assert len(app.state.audit.search(patient=person, client="mpi-linker")[0]) == 2
     assert app.state.audit.verify().ok
+
+
+def test_a_batch_counts_its_records_terms_once_it_commits(hub, site, engine, mpi):
+    def counts() -> dict[tuple[str, str], int]:
+        with engine.connect() as conn:
+            return {(r.field, r.value): r.count for r in conn.execute(select(TERM))}
+
+    records = write_people(site, 5)  # two records each, both "Lê"
+    start = counts()
+    assert LinkWorker(mpi, batch=50, backoff_seconds=0).link_batch(mpi.linker(), utcnow()) == len(records)
+    after = counts()
+    assert after[TOTAL] - start.get(TOTAL, 0) == len(records)
+    family = [key for key in after if key[0] == "family"]
+    assert [after[key] - start.get(key, 0) for key in family] == [len(records)]
 
 
 def test_golden_patients_rewritten_together_keep_history_and_search_index(hub, site, engine, mpi, client):

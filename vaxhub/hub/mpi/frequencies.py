@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+import dataclasses
 
 from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -108,3 +109,17 @@ def count_terms(conn: Connection, *, added: Iterable[MatchKeys] = (), removed: I
         return
     stmt = sqlite_insert(TERM).values(rows)
     conn.execute(stmt.on_conflict_do_update(index_elements=[TERM.c.field, TERM.c.value], set_={"count": TERM.c.count + stmt.excluded["count"]}))
+
+
+@dataclasses.dataclass
+class TermChanges:
+    """Count changes gathered over a link batch and written in one upsert at
+    its end: records later in the batch score against counts that miss a few
+    dozen of the population's records, which moves no weight measurably."""
+
+    added: list[MatchKeys] = dataclasses.field(default_factory=list)
+    removed: list[MatchKeys] = dataclasses.field(default_factory=list)
+
+    def write(self, conn: Connection) -> None:
+        count_terms(conn, added=self.added, removed=self.removed)
+        self.added, self.removed = [], []

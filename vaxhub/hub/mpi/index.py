@@ -14,12 +14,14 @@ different CCCDs in one person, neither seeing the other's uncommitted link.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, text, update
 
 from vaxhub.errors import Conflict, NotFound
+from vaxhub.hub.mpi.frequencies import TermChanges, count_terms
 from vaxhub.hub.mpi.golden import Member, golden_patient, merged_patient
 from vaxhub.hub.storage.mpi_tables import (
     MpiBlockRow,
@@ -82,7 +84,8 @@ def record_state(row: Any) -> RecordState:
 
 
 class PersonIndex:
-    def __init__(self, writer: Writer, actor: str, *, inline_golden: bool = True, events: list[dict] | None = None):
+    def __init__(self, writer: Writer, actor: str, *, inline_golden: bool = True, events: list[dict] | None = None,
+                 terms: TermChanges | None = None):
         self.writer = writer
         self.conn = writer.conn
         self.now = writer.now
@@ -90,6 +93,14 @@ class PersonIndex:
         self.inline_golden = inline_golden  # else: persons are marked stale for the worker
         self.touched: set[str] = set()
         self.events = events  # given: history events are kept here for `write_events` (one statement for a batch)
+        self.terms = terms  # given: term count changes are kept here for one upsert per batch
+
+    def count_terms(self, *, added: Sequence[MatchKeys] = (), removed: Sequence[MatchKeys] = ()) -> None:
+        if self.terms is None:
+            count_terms(self.conn, added=added, removed=removed)
+        else:
+            self.terms.added.extend(added)
+            self.terms.removed.extend(removed)
 
     # -- reading
 

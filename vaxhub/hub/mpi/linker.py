@@ -31,7 +31,7 @@ from sqlalchemy import bindparam, delete, insert, or_, select, union_all, update
 
 from vaxhub.adapters.ports import PopulationRegistry
 from vaxhub.hub.mpi.candidates import Evidence, PersonMatch, contradicting_record, fetch_candidates, score_persons
-from vaxhub.hub.mpi.frequencies import count_terms
+from vaxhub.hub.mpi.frequencies import TermChanges
 from vaxhub.hub.mpi.golden import is_golden
 from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, REVIEW, PersonIndex, RecordState, record_state
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
@@ -129,20 +129,42 @@ class _Found:
     kept_apart: bool  # an operator said the record is someone else than some record
 
 
-def _read_statement(postgresql: bool):
-    me = bindparam("record_id")
+def _read_statement(postgresql: bool, *, many: bool = False):
+    me = RESOURCE.c.res_id if many else bindparam("record_id")
     apart = select(DISTINCT.c.record_a).where(or_(DISTINCT.c.record_a == me, DISTINCT.c.record_b == me)).limit(1).exists()
     stmt = (
-        select(RESOURCE.c.version, RESOURCE.c.content, RESOURCE.c.deleted, *[c.label(f"r_{c.name}") for c in RECORD.c],
+        select(RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.content, RESOURCE.c.deleted, *[c.label(f"r_{c.name}") for c in RECORD.c],
                JOB.c.patient_version, JOB.c.result_status, JOB.c.result_version, JOB.c.registry_id, apart.label("kept_apart"))
         .select_from(RESOURCE.outerjoin(RECORD, RECORD.c.record_id == RESOURCE.c.res_id).outerjoin(JOB, JOB.c.patient_id == RESOURCE.c.res_id))
-        .where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == me)
+        .where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(bindparam("record_ids", expanding=True)) if many else RESOURCE.c.res_id == me)
     )
-    return stmt.with_for_update(of=RESOURCE) if postgresql else stmt
+    return stmt.with_for_update(of=RESOURCE) if postgresql and not many else stmt
 
 
 # Built once: the hot path of online linking pays no statement construction.
 _READ = {True: _read_statement(True), False: _read_statement(False)}
+# A batch's records, claimed (and their Patient rows locked) beforehand.
+_READ_MANY = _read_statement(False, many=True)
+
+
+def read_claimed(conn, record_ids: list[str]) -> dict[str, _Found]:
+    """What `_read_record` reads, for every record of a claimed batch in one
+    round trip. Linking a record changes no other record's row, so what is
+    read here stays current while the batch links them one by one; records
+    without a Patient row are left out (each is read alone)."""
+    if not record_ids:
+        return {}
+    return {row.res_id: _found(row) for row in conn.execute(_READ_MANY, {"record_ids": record_ids})}
+
+
+def _found(row) -> _Found:  # noqa: ANN001 - a row of `_read_statement`
+    state = None
+    if row.r_record_id is not None:
+        state = record_state(SimpleNamespace(**{c.name: getattr(row, f"r_{c.name}") for c in RECORD.c}))
+    registry = RegistryView(None, None)
+    if row.result_version is not None and row.result_version == row.patient_version and row.registry_id:
+        registry = RegistryView(row.registry_id if row.result_status == "verified" else None, row.registry_id)
+    return _Found(state, row.version, None if row.deleted else row.content, registry, bool(row.kept_apart))
 
 
 def _read_record(conn, record_id: str) -> _Found:
@@ -153,13 +175,7 @@ def _read_record(conn, record_id: str) -> _Found:
     if row is None:
         state = conn.execute(select(RECORD).where(RECORD.c.record_id == record_id)).first()
         return _Found(record_state(state) if state else None, None, None, RegistryView(None, None), False)
-    state = None
-    if row.r_record_id is not None:
-        state = record_state(SimpleNamespace(**{c.name: getattr(row, f"r_{c.name}") for c in RECORD.c}))
-    registry = RegistryView(None, None)
-    if row.result_version is not None and row.result_version == row.patient_version and row.registry_id:
-        registry = RegistryView(row.registry_id if row.result_status == "verified" else None, row.registry_id)
-    return _Found(state, row.version, None if row.deleted else row.content, registry, bool(row.kept_apart))
+    return _found(row)
 
 
 def registry_view(conn, record_id: str) -> RegistryView:
@@ -213,7 +229,8 @@ class Linker:
 
     def link_record(self, writer: Writer, record_id: str, *, old_id_cccd: str | None = None, actor: str = LINKER,
                     only_if_queued: bool = False, inline_golden: bool = True, stale: set[str] | None = None,
-                    events: list[dict] | None = None, locked: bool = False) -> LinkOutcome | None:
+                    events: list[dict] | None = None, locked: bool = False, terms: TermChanges | None = None,
+                    read: _Found | None = None) -> LinkOutcome | None:
         """Link (or re-link) one record; with `only_if_queued`, None when another
         worker has linked it since it was picked. Without `inline_golden` the
         persons touched are marked for the worker to rebuild their golden
@@ -223,10 +240,10 @@ class Linker:
         events are kept there, for the caller to mark and write once for a
         whole batch (`locked`: the caller holds the index's lock already).
         Nothing that decides a link reads the history."""
-        index = PersonIndex(writer, actor, inline_golden=inline_golden, events=events)
+        index = PersonIndex(writer, actor, inline_golden=inline_golden, events=events, terms=terms)
         if not locked:
             index.lock()
-        found = _read_record(writer.conn, record_id)
+        found = read or _read_record(writer.conn, record_id)
         state = found.state
         if only_if_queued and (state is None or state.state != "queued"):
             return None
@@ -280,13 +297,13 @@ class Linker:
         return LinkOutcome(record_id, alone, "new-person", "new"), also
 
     def _save(self, index: PersonIndex, state: RecordState, evidence: Evidence, version: int, outcome: LinkOutcome) -> LinkOutcome:
-        conn, record_id = index.conn, state.record_id
+        record_id = state.record_id
         target = outcome.person_id or index.new_person()
         previous = state.person_id
         old_blocks = Evidence(state.keys, state.verified_cccd, state.registry_cccd).blocks() if state.keys else []
         index.replace_blocks(record_id, old_blocks, evidence.blocks(), first=state.keys is None)
         if state.keys != evidence.keys:
-            count_terms(conn, added=[evidence.keys], removed=[state.keys] if state.keys else [])
+            index.count_terms(added=[evidence.keys], removed=[state.keys] if state.keys else [])
         link = {"match_keys": evidence.keys.to_document(), "record_version": version, "state": "linked", "attempts": 0, "last_error": None,
                 "verified_cccd": evidence.verified_cccd, "registry_cccd": evidence.registry_cccd}
         if outcome.action != "kept":
@@ -321,7 +338,7 @@ class Linker:
         conn = index.conn
         conn.execute(delete(BLOCK).where(BLOCK.c.record_id == record_id))
         if state.keys:
-            count_terms(conn, removed=[state.keys])
+            index.count_terms(removed=[state.keys])
         conn.execute(delete(RECORD).where(RECORD.c.record_id == record_id))
         index.supersede_reviews(record_id, either_side=True)
         if state.person_id:

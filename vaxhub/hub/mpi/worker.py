@@ -15,9 +15,10 @@ Each pass:
    Patient row and queue row (the order a site's write takes them): two
    workers never claim one record, a worker waiting for the lock holds no
    row a site may be writing, and a record a site is writing right now
-   waits for the next pass. Each record
-   links in a savepoint: one that fails is rolled back alone, retried with
-   backoff, then left as `failed` with its error, and the others commit; if
+   waits for the next pass. The records link one after another without
+   savepoints (a pass waits on round trips, not on CPU): one that fails
+   rolls the batch back, is retried later with backoff, then left as
+   `failed` with its error, and the others are linked again without it; if
    the batch itself cannot commit, its records are linked one by one;
 3. rebuilds the golden Patients marked stale, `limit` per transaction (the
    persons claimed `FOR UPDATE SKIP LOCKED`, so two workers split them, and
@@ -36,13 +37,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, insert, select, update
 
 from vaxhub.hub.mpi.enqueue import queue_records
+from vaxhub.hub.mpi.frequencies import TermChanges
 from vaxhub.hub.mpi.index import RECORD, PersonIndex
-from vaxhub.hub.mpi.linker import LINKER, Linker, RegistryView, mark_failed, registry_views
+from vaxhub.hub.mpi.linker import LINKER, Linker, RegistryView, mark_failed, read_claimed, registry_views
 from vaxhub.hub.mpi.service import MasterPatientIndex, linker_interaction
 from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.storage.engine import write_transaction
@@ -138,6 +141,17 @@ def claim_queued(conn, limit: int, now, among: list[str] | None = None) -> list:
     return rows
 
 
+@dataclass
+class _RecordFailed(Exception):
+    """One record of a batch failed to link; the batch is rolled back."""
+
+    record_id: str
+    attempts: int
+    request_id: str | None
+    error: Exception
+    claimed: list[str]
+
+
 class LinkWorker:
     def __init__(self, mpi: MasterPatientIndex, *, batch: int = 100, max_attempts: int = 5, backoff_seconds: float = 2.0):
         self.mpi = mpi
@@ -176,11 +190,27 @@ class LinkWorker:
         return done + self.refresh_stale()
 
     def link_batch(self, linker: Linker, now, *, among: list[str] | None = None, old_ids: dict[str, str | None] | None = None) -> int:
-        """Claim and link up to `batch` queued records in one transaction; returns how many were claimed."""
+        """Claim and link up to `batch` queued records in one transaction; returns how many were claimed.
+
+        The records link one after another with no savepoint between them (two
+        statements fewer per record, where round trips are what a pass waits
+        on): a record that fails rolls the whole batch back, is set aside for a
+        retry with backoff, and the others are linked again without it."""
+        try:
+            return self._link_batch(linker, now, among=among, old_ids=old_ids)
+        except _RecordFailed as failed:
+            log.error("linking Patient/%s failed", failed.record_id, exc_info=failed.error)
+            with bound_request_id(failed.request_id), write_transaction(self.mpi.engine) as conn:
+                self._mark_failed(conn, failed.record_id, failed.attempts, failed.error)
+            self.failed += 1
+            rest = [record_id for record_id in failed.claimed if record_id != failed.record_id]
+            return 1 + (self.link_batch(linker, now, among=rest, old_ids=old_ids) if rest else 0)
+
+    def _link_batch(self, linker: Linker, now, *, among: list[str] | None, old_ids: dict[str, str | None] | None) -> int:
         old_ids = old_ids or {}
         interaction = linker_interaction(what="link")
         claimed: list = []
-        linked, failed = 0, 0
+        linked = 0
         try:
             with self.mpi.store.writer(context=interaction) as w:
                 index = PersonIndex(w, LINKER, inline_golden=False)
@@ -189,20 +219,18 @@ class LinkWorker:
                 claimed = claim_queued(w.conn, self.batch, now, among)
                 stale: set[str] = set()
                 events: list[dict] = []
+                terms = TermChanges()
+                read = read_claimed(w.conn, [row[0] for row in claimed])
                 for record_id, attempts, request_id in claimed:
                     with bound_request_id(request_id):  # the request that queued it, in this record's log lines
                         log.debug("linking Patient/%s, attempt %s", record_id, attempts + 1)
                         touched: set[str] = set()
                         kept: list[dict] = []
                         try:
-                            with w.conn.begin_nested():
-                                outcome = linker.link_record(w, record_id, old_id_cccd=old_ids.get(record_id), only_if_queued=True,
-                                                             inline_golden=False, stale=touched, events=kept, locked=True)
-                        except Exception as exc:  # a defect or a lost race must not cost the batch: retried, then left failed
-                            log.exception("linking Patient/%s failed", record_id)
-                            failed += 1
-                            self._mark_failed(w.conn, record_id, attempts, exc)
-                            continue
+                            outcome = linker.link_record(w, record_id, old_id_cccd=old_ids.get(record_id), only_if_queued=True,
+                                                         inline_golden=False, stale=touched, events=kept, locked=True, terms=terms, read=read.get(record_id))
+                        except Exception as exc:  # a defect or a lost race: the batch is rolled back and linked again without it
+                            raise _RecordFailed(record_id, attempts, request_id, exc, [row[0] for row in claimed]) from exc
                     if outcome is None:
                         continue  # linked by another worker since it was queued
                     linked += 1
@@ -211,10 +239,13 @@ class LinkWorker:
                     interaction.entities.append(("Patient", record_id, None))
                     interaction.patients.add(record_id)
                 index.write_events(events)
+                terms.write(w.conn)
                 index.mark_stale(stale)
                 interaction.patients |= stale  # the persons (golden Patients) the links changed
                 if not linked:
                     interaction.recorded = True  # no link changed: no AuditEvent
+        except _RecordFailed:
+            raise
         except Exception:
             if not claimed:
                 raise
@@ -224,7 +255,6 @@ class LinkWorker:
                     self._link_one(linker, record_id, attempts)
             return len(claimed)
         self.linked += linked
-        self.failed += failed
         return len(claimed)
 
     def _mark_failed(self, conn, record_id: str, attempts: int, exc: Exception) -> None:  # noqa: ANN001 - a connection
