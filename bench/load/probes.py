@@ -56,7 +56,8 @@ def sample(engine: Engine, at: float) -> Sample:
             "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )).one()
     return Sample(
-        at, imm, vq, (now - voldest).total_seconds() if voldest else 0.0, lq, (now - loldest).total_seconds() if loldest else 0.0,
+        # A link held for its registry answer is due later (`--link-wait`): its age counts from then.
+        at, imm, vq, (now - voldest).total_seconds() if voldest else 0.0, lq, max(0.0, (now - loldest).total_seconds()) if loldest else 0.0,
         stale, active, waiting, verified, linked,
     )
 

@@ -145,3 +145,23 @@ def test_a_record_waiting_for_its_registry_answer_is_linked_once(hub, site, mpi,
     assert hanoi.put(f"/fhir/Patient/{a}", json=record).status_code == 200
     assert queued(engine) == [a] and link_row(engine, a)["queued_at"] <= datetime.now(timezone.utc).replace(tzinfo=None)
     mpi.registry = None
+
+
+def test_a_worker_checks_each_registry_answer_once(site, link_all, verify_all, population_registry, engine):
+    from vaxhub.hub.mpi.worker import watch_verifications
+
+    hanoi = site("79001")
+    a = created(hanoi.post("/fhir/Patient", json=of(HUONG, phone="0912345678", number="a")))
+    link_all()
+    verify_all()
+    seen: set[int] = set()
+    assert watch_verifications(engine, seen=seen) == 1 and len(seen) == 1  # a's answer changes its link: queued again
+    assert queued(engine) == [a]
+    link_all(population_registry)
+    assert watch_verifications(engine, seen=seen) == 0 and len(seen) == 1  # read again in the look-back, not acted on
+
+    rural = site("79004")
+    d = created(rural.post("/fhir/Patient", json=of(HUONG, cccd=None, cmnd=HUONG.cmnd, birth="1990", site="79004", number="d")))
+    link_all()
+    verify_all()
+    assert watch_verifications(engine, seen=seen) == 1 and queued(engine) == [d]  # a new answer is still seen

@@ -60,13 +60,27 @@ VERIFICATION_CURSOR = "verification_result"
 LOOK_BACK = 1000  # result ids re-read each pass: a transaction may commit after a later one
 
 
-def watch_verifications(engine, *, limit: int = 5000) -> int:
-    """Queue records whose registry answer differs from what their link used; returns how many."""
+def watch_verifications(engine, *, limit: int = 5000, seen: set[int] | None = None) -> int:
+    """Queue records whose registry answer differs from what their link used; returns how many.
+
+    `seen` (kept by a worker across its passes) holds the result ids already
+    acted on: the look-back re-reads them only to find late commits among
+    them, so they are not checked again (a new worker checks its first
+    look-back once more, which changes nothing)."""
     with write_transaction(engine) as conn:
         position = conn.execute(select(CURSOR.c.position).where(CURSOR.c.name == VERIFICATION_CURSOR)).scalar()
+        floor = max((position or 0) - LOOK_BACK, 0)
         rows = conn.execute(
-            select(RESULT.c.id, RESULT.c.patient_id).where(RESULT.c.id > max((position or 0) - LOOK_BACK, 0)).order_by(RESULT.c.id).limit(limit)
+            select(RESULT.c.id, RESULT.c.patient_id).where(RESULT.c.id > floor).order_by(RESULT.c.id).limit(limit)
         ).all()
+        if seen is not None:
+            seen.difference_update([i for i in seen if i <= floor])
+            top = max((r.id for r in rows), default=None)
+            rows = [r for r in rows if r.id not in seen]
+            seen.update(r.id for r in rows)
+            if not rows:
+                _advance(conn, position, top)
+                return 0
         if not rows:
             return 0
         patients = sorted({r.patient_id for r in rows})
@@ -91,12 +105,17 @@ def watch_verifications(engine, *, limit: int = 5000) -> int:
                 changed.append(patient_id)  # held back for this answer (`LinkEnqueuer.verification_wait`): due now
         if changed:
             queue_records(conn, changed, now)
-        top = max(r.id for r in rows)
-        if position is None:
-            conn.execute(insert(CURSOR).values(name=VERIFICATION_CURSOR, position=top))
-        elif top > position:
-            conn.execute(update(CURSOR).where(CURSOR.c.name == VERIFICATION_CURSOR).values(position=top))
+        _advance(conn, position, max(r.id for r in rows))
         return len(changed)
+
+
+def _advance(conn, position: int | None, top: int | None) -> None:  # noqa: ANN001 - a connection
+    if top is None:
+        return
+    if position is None:
+        conn.execute(insert(CURSOR).values(name=VERIFICATION_CURSOR, position=top))
+    elif top > position:
+        conn.execute(update(CURSOR).where(CURSOR.c.name == VERIFICATION_CURSOR).values(position=top))
 
 
 def _claim_statement(postgresql: bool, among: bool):
@@ -160,6 +179,7 @@ class LinkWorker:
         self.backoff_seconds = backoff_seconds
         self.linked = 0
         self.failed = 0
+        self._seen_results: set[int] = set()  # verification results already acted on (see watch_verifications)
 
     def run(self, stop: threading.Event | None = None, *, until_idle: bool = False, poll_seconds: float = 0.5,
             on_batch: Callable[[int], None] | None = None) -> int:
@@ -176,7 +196,7 @@ class LinkWorker:
         return self.linked
 
     def run_once(self) -> int:
-        watch_verifications(self.mpi.engine)
+        watch_verifications(self.mpi.engine, seen=self._seen_results)
         now = utcnow()
         linker = self.mpi.linker()
         with self.mpi.engine.connect() as conn:
