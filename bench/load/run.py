@@ -330,7 +330,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     stored = at_stop.immunizations - baseline
     rate = stored / window
     samples = [s for s in watcher.samples if started <= s.at <= stopped + 1]
-    console.print(report.operations_table(operations, f"operations over {window:.0f} s of load ({sum(plan['users'].values())} users)"))
+    console.print(report.operations_table(operations, f"operations over {window:.0f} s of load ({plan['users'][args.only] if args.only else sum(plan['users'].values())} users)"))
     for name, error, count in report.read_failures(run_dir / "locust"):
         console.print(f"  [yellow]{count:,} × {name}: {error[:160]}")
     console.print(report.timeline_table([*samples, *drain_samples], started, max(args.sample_every, seconds / 12)))
