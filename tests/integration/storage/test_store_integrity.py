@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import event, func, inspect, select, text
 
 from tests.builders import identifier_condition, immunization, patient
 from vaxhub.errors import DuplicateIdentifier, InvalidResource, PreconditionFailed
@@ -127,3 +127,31 @@ def test_compartment_is_one_indexed_query(engine):
         else:
             plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN SELECT * FROM resource WHERE patient_id = :p"), {"p": pid}))
     assert "ix_resource_patient" in plan
+
+
+def test_many_resources_are_read_in_one_query_and_each_read_once(engine):
+    store = FhirStore(engine)
+    a = store.run_unit(lambda w: w.create(patient("079090044444"))).stored
+    b = store.run_unit(lambda w: w.create(patient("079090055555"))).stored
+    store.run_unit(lambda w: w.update("Patient", b.id, {**b.content, "gender": "female"}))
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *_args):  # noqa: ANN001 - SQLAlchemy's event signature
+        statements.append(statement)
+
+    def unit(w):
+        w.lock_current_many([("Patient", b.id), ("Patient", a.id), ("Patient", "no-such-id")])
+        read_a, read_b = w.read("Patient", a.id), w.read("Patient", b.id)
+        seen = len(statements)
+        assert (read_a.version, read_b.version, read_b.content["gender"]) == (1, 2, "female")
+        w.update("Patient", a.id, {**read_a.content, "gender": "other"})
+        return seen, w.read("Patient", a.id).version  # after the write, read again (not the row read before)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        seen, version = store.run_unit(unit)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert version == 2
+    resource_reads = [s for s in statements[:seen] if s.lstrip().upper().startswith("SELECT") and "FROM resource" in s]
+    assert len(resource_reads) == 1  # both Patients (and the unknown id) in one statement

@@ -335,7 +335,7 @@ class Writer:
         self._created: dict[tuple[str, str], _Pending] = {}
         self._claims: dict[tuple[str, str, str], _Pending] = {}
         self._claim_cache: dict[tuple[str, str, str], str | None] = {}
-        self._locked: dict[tuple[str, str], Stored | None] = {}  # read by lock_current_many, not yet used
+        self._locked: dict[tuple[str, str], Stored | None] = {}  # rows lock_current_many read, each taken by one read
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
 
