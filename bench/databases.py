@@ -22,3 +22,11 @@ def fresh_postgres_database(admin_url: str, prefix: str) -> tuple[str, Callable[
         admin.dispose()
 
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
+
+
+def drop_unless_kept(drop: Callable[[], None], url: str, *, keep: bool, say: Callable[[str], None] = print) -> None:
+    """End of a run: drop the scratch database, or (`--keep`) say where it stays."""
+    if keep:
+        say(f"database kept: {url}")
+    else:
+        drop()

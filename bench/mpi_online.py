@@ -31,7 +31,7 @@ from rich.table import Table
 from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.databases import fresh_postgres_database  # noqa: E402
+from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.mpi_population import MEAN_COPIES, load_population, psycopg_dsn  # noqa: E402
 from vaxhub.hub.audit.trail import AuditTrail  # noqa: E402
 from vaxhub.hub.mpi.enqueue import LinkEnqueuer  # noqa: E402
@@ -134,10 +134,7 @@ def main() -> None:
         console.print(f"target: median under 20 ms -> {'met' if median < 20 else 'MISSED'}")
     finally:
         engine.dispose()
-        if args.keep:
-            console.print(f"kept {url}")
-        else:
-            drop()
+        drop_unless_kept(drop, url, keep=args.keep, say=console.print)
 
 
 if __name__ == "__main__":

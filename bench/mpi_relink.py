@@ -29,7 +29,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.databases import fresh_postgres_database  # noqa: E402
+from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.mpi_population import load_population, psycopg_dsn  # noqa: E402
 from vaxhub.hub.audit.trail import AuditTrail  # noqa: E402
 from vaxhub.hub.mpi.batch import relink_all  # noqa: E402
@@ -103,10 +103,7 @@ def main() -> None:
                           f"({report.persons_touched / golden_seconds:,.0f}/s)")
     finally:
         engine.dispose()
-        if args.keep:
-            console.print(f"kept {url}")
-        else:
-            drop()
+        drop_unless_kept(drop, url, keep=args.keep, say=console.print)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.databases import fresh_postgres_database  # noqa: E402
+from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load import mix, probes, report, seed  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
@@ -546,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         plan_path = run_dir / "plan.json"
         plan_path.write_text(json.dumps(plan, indent=1))
-        console.print("offered: " + ", ".join(f"{kind} {offered.users[kind]} users, {offered.rates[kind]:.1f} req/s" for kind in offered.rates))
+        kinds = [args.only] if args.only else list(offered.rates)
+        console.print("offered: " + ", ".join(f"{kind} {offered.users[kind]} users, {offered.rates[kind]:.1f} req/s" for kind in kinds))
 
         baseline = probes.sample(engine, time.time()).immunizations
         watcher, timing = run_locust(args, plan_path, plan, run_dir, engine, hub, seconds)
@@ -562,10 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         if hub is not None:
             hub.stop()
         engine.dispose()
-        if args.keep:
-            console.print(f"database kept: {database_url}")
-        else:
-            drop()
+        drop_unless_kept(drop, database_url, keep=args.keep, say=console.print)
 
 
 if __name__ == "__main__":

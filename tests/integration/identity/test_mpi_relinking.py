@@ -3,10 +3,14 @@ golden Patients belong to the index; everything the index does is audited."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from sqlalchemy import select
 
 from tests.integration.identity.identity_builders import HUONG, RECORD, dose, link_row, of, person_of
+from vaxhub.hub.mpi.enqueue import LinkEnqueuer
 from vaxhub.hub.mpi.golden import MPI_TAG_SYSTEM, PERSON_SYSTEM
+from vaxhub.hub.mpi.worker import LinkWorker, watch_verifications
 
 
 def created(response) -> str:
@@ -119,11 +123,6 @@ def test_the_index_work_is_audited(hub, site, link_all, engine, ops):
 
 
 def test_a_record_waiting_for_its_registry_answer_is_linked_once(hub, site, mpi, verify_all, population_registry, engine):
-    from datetime import datetime, timedelta, timezone
-
-    from vaxhub.hub.mpi.enqueue import LinkEnqueuer
-    from vaxhub.hub.mpi.worker import LinkWorker
-
     app, _raw, _login = hub
     (enqueuer,) = [listener for listener in app.state.store.listeners if isinstance(listener, LinkEnqueuer)]
     enqueuer.verification_wait = timedelta(seconds=600)
@@ -148,8 +147,6 @@ def test_a_record_waiting_for_its_registry_answer_is_linked_once(hub, site, mpi,
 
 
 def test_a_worker_checks_each_registry_answer_once(site, link_all, verify_all, population_registry, engine):
-    from vaxhub.hub.mpi.worker import watch_verifications
-
     hanoi = site("79001")
     a = created(hanoi.post("/fhir/Patient", json=of(HUONG, phone="0912345678", number="a")))
     link_all()
