@@ -63,13 +63,9 @@ def _location(prefix: str, loc: tuple[Any, ...]) -> str:
     return path
 
 
-def validate_resource(data: Any, *, expected_type: str | None = None, path: str | None = None) -> str:
-    """Check that `data` is a valid resource of a supported type; return its type.
-
-    Raises MalformedInput when it is not a FHIR resource object at all and
-    InvalidResource (with one Issue per problem, located by `expression`)
-    when it is one but breaks the specification.
-    """
+def check_resource_type(data: Any, *, expected_type: str | None = None, path: str | None = None) -> str:
+    """The cheap part of `validate_resource`: `data` is an object of the expected
+    resourceType. Returns the type; raises MalformedInput otherwise."""
     if not isinstance(data, dict):
         raise MalformedInput("A FHIR resource must be a JSON object")
     rtype = data.get("resourceType")
@@ -84,6 +80,18 @@ def validate_resource(data: Any, *, expected_type: str | None = None, path: str 
             f"resourceType {rtype!r} does not match the endpoint's type {expected_type!r}",
             [Issue(f"Expected a {expected_type}, got {rtype}", f"{where}.resourceType", "structure")],
         )
+    return rtype
+
+
+def validate_resource(data: Any, *, expected_type: str | None = None, path: str | None = None) -> str:
+    """Check that `data` is a valid resource of a supported type; return its type.
+
+    Raises MalformedInput when it is not a FHIR resource object at all and
+    InvalidResource (with one Issue per problem, located by `expression`)
+    when it is one but breaks the specification.
+    """
+    rtype = check_resource_type(data, expected_type=expected_type, path=path)
+    where = path or rtype
     model = MODELS.get(rtype)
     if model is None:
         raise InvalidResource(

@@ -50,6 +50,43 @@ def test_transaction_with_one_invalid_entry_stores_nothing_and_names_the_entry(c
     assert _count(client, "Patient") == 0 and _count(client, "Immunization") == 0
 
 
+def test_a_matched_conditional_create_is_answered_with_the_stored_resource_whatever_its_body(client):
+    entries = person_with_doses("079085000021", 1)
+    first = client.post("/fhir", json=transaction(*copy.deepcopy(entries)))
+    assert first.status_code == 200, first.text
+    stored = client.get(f"/fhir/{first.json()['entry'][0]['response']['location'].rsplit('/_history', 1)[0]}").json()
+    # The re-send's Patient is broken, but its condition matches: the body is ignored (FHIR R4 http.html#cond-create).
+    entries[0]["resource"]["birthDate"] = "1985-13-45"
+    again = client.post("/fhir", json=transaction(*entries))
+    assert again.status_code == 200, again.text
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK", "200 OK"]
+    now = client.get(f"/fhir/Patient/{stored['id']}").json()
+    assert now["birthDate"] == stored["birthDate"] == "1985" and now["meta"]["versionId"] == "1"
+
+
+def test_unmatched_conditional_creates_are_validated_and_every_bad_one_is_named(client):
+    one, two = person_with_doses("079085000022", 1), person_with_doses("079085000023", 1)
+    one[0]["resource"]["birthDate"] = "1985-13-45"
+    two[1]["resource"]["occurrenceDateTime"] = "yesterday"
+    r = client.post("/fhir", json=transaction(*one, *two))
+    assert r.status_code == 422, r.text
+    where = [issue["expression"][0] for issue in r.json()["issue"]]
+    assert any(w.startswith("Bundle.entry[0].resource") for w in where), where
+    assert any(w.startswith("Bundle.entry[3].resource") for w in where), where
+    assert _count(client, "Patient") == 0 and _count(client, "Immunization") == 0
+
+
+def test_an_unmatched_invalid_conditional_create_fails_only_its_batch_entry(client):
+    bad = person_with_doses("079085000024", 1)[0]
+    bad["resource"]["gender"] = "x"
+    good = person_with_doses("079085000025", 1)[0]
+    r = client.post("/fhir", json=transaction(bad, good, kind="batch"))
+    assert r.status_code == 200, r.text
+    assert [e["response"]["status"] for e in r.json()["entry"]] == ["422", "201 Created"]
+    assert "gender" in r.json()["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert _count(client, "Patient") == 1
+
+
 def test_transaction_failing_at_write_time_rolls_back_earlier_entries(client):
     # The second entry passes validation but refers to a patient that does not exist.
     good = person_with_doses("079085000005", 1)

@@ -17,7 +17,7 @@ class AuditListener:
 
     def before_commit(self, writer: Writer) -> None:
         if isinstance(writer.context, Interaction) and not writer.context.recorded:
-            self.trail.append(writer.conn, writer.context)
+            self.trail.append(writer.conn, writer.context, writer.insert_later)
 
     def after_commit(self, writer: Writer) -> None:
         if isinstance(writer.context, Interaction):

@@ -27,16 +27,19 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.fhir.search_params import compartment_patient
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditCheckpointRow, AuditEventRow, AuditPatientRow
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
+from vaxhub.hub.storage.bulk import insert_rows
 from vaxhub.hub.storage.engine import write_transaction
 
 GENESIS = "0" * 64
+EVENTS = AuditEventRow.__table__
+PATIENTS = AuditPatientRow.__table__
 # FHIR AuditEvent.action per interaction (hl7.org/fhir/R4/valueset-audit-event-action.html).
 ACTION_CODE = {
     "create": "C", "read": "R", "vread": "R", "search": "E", "history": "R", "update": "U",
@@ -183,8 +186,12 @@ class AuditTrail:
         self.chains = chains
         self.clock = clock or (lambda: datetime.now(timezone.utc).replace(tzinfo=None))
 
-    def append(self, conn: Connection, interaction: Interaction) -> str:
-        """Append the interaction's AuditEvent in the caller's transaction."""
+    def append(self, conn: Connection, interaction: Interaction, insert_later: Callable[[Table, list[dict]], None] | None = None) -> str:
+        """Append the interaction's AuditEvent in the caller's transaction.
+
+        With `insert_later` (a unit of work's `Writer.insert_later`), the event's
+        rows go out with the unit's own rows; the chain head is updated now,
+        under the lock this transaction holds until it commits."""
         chain, (seq, prev) = self._free_head(conn) or self._locked_head(conn, random.randrange(self.chains))
         seq += 1
         event_id = uuid.uuid4().hex
@@ -192,16 +199,14 @@ class AuditTrail:
         content = audit_event(interaction, event_id, recorded)
         client_id = interaction.principal.client_id or (interaction.principal.subject if interaction.principal.kind != PATIENT else None)
         digest = event_hash(prev, chain, seq, event_id, recorded, interaction.action, interaction.outcome, client_id, content)
-        conn.execute(
-            insert(AuditEventRow).values(
-                chain=chain, seq=seq, event_id=event_id, recorded=recorded, action=interaction.action,
-                outcome=interaction.outcome, client_id=client_id, content=content, prev_hash=prev, hash=digest,
-            )
-        )
-        if interaction.patients:
-            conn.execute(
-                insert(AuditPatientRow), [{"patient_id": p, "recorded": recorded, "chain": chain, "seq": seq} for p in sorted(interaction.patients)]
-            )
+        event = {"chain": chain, "seq": seq, "event_id": event_id, "recorded": recorded, "action": interaction.action,
+                 "outcome": interaction.outcome, "client_id": client_id, "content": content, "prev_hash": prev, "hash": digest}
+        patients = [{"patient_id": p, "recorded": recorded, "chain": chain, "seq": seq} for p in sorted(interaction.patients)]
+        if insert_later is not None:
+            insert_later(EVENTS, [event])
+            insert_later(PATIENTS, patients)
+        else:
+            insert_rows(conn, [(EVENTS, [event]), (PATIENTS, patients)])
         conn.execute(update(AuditChainHeadRow).where(AuditChainHeadRow.chain == chain).values(last_seq=seq, last_hash=digest))
         return event_id
 

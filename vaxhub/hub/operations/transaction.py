@@ -1,11 +1,17 @@
 """Transaction and batch Bundles (hl7.org/fhir/R4/http.html#transaction).
 
-A transaction is all or nothing: every entry is validated first, `urn:uuid`
+A transaction is all or nothing: every entry is checked first, `urn:uuid`
 fullUrls are given server ids (or resolved to the existing resource when a
 conditional create or update matches), references are rewritten, and the
 writes run in one database transaction in the order the specification gives
 (DELETE, POST, PUT, then GET). A batch runs each entry on its own and reports
 each entry's outcome.
+
+A conditional create's resource is validated only once its condition missed:
+when it matches, the specification has the server ignore the body and answer
+with the stored resource. Sites re-send the Patient with every dose, so most
+of those bodies are never written and validating them would be most of the
+cost of a Bundle.
 
 HL7 v2 and spreadsheet ingestion build transaction Bundles and store them
 through `process_bundle`, so every input path shares these rules.
@@ -18,7 +24,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from vaxhub.errors import InvalidResource, Issue, MalformedInput, UnsupportedRequest, VaxhubError
-from vaxhub.fhir.resources import SUPPORTED_TYPES, validate_resource
+from vaxhub.fhir.resources import SUPPORTED_TYPES, check_resource_type, validate_resource
 from vaxhub.fhir.search_query import SearchQuery, parse_search
 from vaxhub.fhir.outcome import operation_outcome, status_for
 from vaxhub.hub.operations.bundles import searchset, status_line
@@ -45,6 +51,7 @@ class Entry:
     # id it assigned and the reference strings it rewrote.
     given_id: str | None = None
     rewritten: list[tuple[dict, str]] = field(default_factory=list)
+    validated: bool = True  # False until a conditional create's resource is checked against its model
 
     def reset(self) -> None:
         self.res_id = self.given_id
@@ -143,7 +150,11 @@ def _parse_entry(i: int, raw: Any, default_count: int, max_count: int) -> Entry:
         raise UnsupportedRequest("Only Type or Type/id urls are writable", [Issue("Unsupported url", f"{path}.request.url", "not-supported")])
     if method in ("POST", "PUT"):
         resource = raw.get("resource")
-        validate_resource(resource, expected_type=rtype, path=f"{path}.resource")
+        if method == "POST" and request.get("ifNoneExist"):
+            check_resource_type(resource, expected_type=rtype, path=f"{path}.resource")
+            entry.validated = False  # in `_validate_unmatched`, if the condition misses
+        else:
+            validate_resource(resource, expected_type=rtype, path=f"{path}.resource")
         entry.resource = resource
         if method == "PUT" and entry.res_id and resource.get("id") not in (None, entry.res_id):
             raise InvalidResource("resource.id differs from the id in request.url", [Issue("id mismatch", f"{path}.resource.id", "invalid")])
@@ -237,6 +248,23 @@ def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], d
     return mapping, matched
 
 
+def _validate_unmatched(entries: list[Entry], matched: dict[int, Stored]) -> None:
+    """Validate the conditional creates that will write; report every bad one at once."""
+    failures: list[VaxhubError] = []
+    for e in entries:
+        if e.validated or e.index in matched:
+            continue
+        try:
+            validate_resource(e.resource, expected_type=e.rtype, path=f"{e.path}.resource")
+        except VaxhubError as exc:
+            failures.append(exc)
+        else:
+            e.validated = True  # a retried unit does not check it again
+    if failures:
+        issues = [iss for exc in failures for iss in exc.issues]
+        raise type(max(failures, key=status_for))(f"{issues[0].expression}: {issues[0].message}", issues)
+
+
 def _condition_key(criteria: SearchQuery | None) -> tuple | None:
     if criteria is None:
         return None
@@ -322,6 +350,7 @@ def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader
     for e in entries:  # a retried unit starts from the Bundle as it was sent
         e.reset()
     mapping, matched = _assign_ids(writer, entries)
+    _validate_unmatched(entries, matched)
     unresolved: list[str] = []
     for e in entries:
         if e.resource is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -38,7 +38,7 @@ from vaxhub.errors import (
 from vaxhub.fhir.search_params import compartment_patient, parse_reference
 from vaxhub.fhir.search_query import SearchQuery, TokenValue
 from vaxhub.hub.storage import search as sql_search
-from vaxhub.hub.storage.bulk import bulk_insert
+from vaxhub.hub.storage.bulk import insert_rows
 from vaxhub.hub.storage.engine import WRITE_OPTION
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
 from vaxhub.hub.storage.tables import (
@@ -291,7 +291,8 @@ class FhirStore:
             with conn.begin():
                 w = Writer(self, conn, guard=guard, context=context)
                 yield w
-                w.flush()
+                # Listeners first: the rows they hand to `insert_later` (the AuditEvent)
+                # then go out with the unit's resources in one statement.
                 for listener in self.listeners:
                     listener.before_commit(w)
                 w.flush()
@@ -338,6 +339,7 @@ class Writer:
         self._locked: dict[tuple[str, str], Stored | None] = {}  # rows lock_current_many read, each taken by one read
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
+        self._later: list[tuple[Table, list[dict]]] = []  # listeners' rows, inserted at the next flush
 
     # -- conditional lookups
 
@@ -566,20 +568,27 @@ class Writer:
 
     def flush(self) -> None:
         """Check pending claims and references, then write buffered rows."""
-        if not self._resources and not self._versions and not self._refs_to_check:
+        if not self._resources and not self._versions and not self._refs_to_check and not self._later:
             return
         self._verify_new_claims()
         self._verify_references()
+        index = self._index
         try:
-            bulk_insert(self.conn, RESOURCE, self._resources)
-            bulk_insert(self.conn, VERSION, self._versions)
-            for table, rows in zip(INDEX_TABLES, (self._index.token, self._index.string, self._index.date, self._index.reference)):
-                bulk_insert(self.conn, table, rows)
-            bulk_insert(self.conn, CLAIM, self._index.claims)
+            insert_rows(self.conn, [
+                (RESOURCE, self._resources),
+                (VERSION, self._versions),
+                *zip(INDEX_TABLES, (index.token, index.string, index.date, index.reference)),
+                (CLAIM, index.claims),
+                *self._later,
+            ])
         except IntegrityError as exc:
             raise RetryableConflict("Another request stored the same identifier at the same time") from exc
         self._resources, self._versions, self._index = [], [], IndexRows()
-        self._refs_to_check = []
+        self._refs_to_check, self._later = [], []
+
+    def insert_later(self, table: Table, rows: list[dict]) -> None:
+        """Rows of another table to insert with this unit's next flush (before it commits)."""
+        self._later.append((table, rows))
 
     # -- internals
 
