@@ -125,3 +125,32 @@ def test_mllp_over_a_loopback_socket_with_many_connections(store):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
     assert _counts(store.engine) == {"Patient": 8, "Immunization": 8}
+
+
+def test_copies_of_one_message_racing_get_one_ack_and_are_stored_once(store):
+    receiver = VxuReceiver(store, base="urn:test")
+    text = vxu("RACE-1", cccd="079090000321", mrn="BN-RACE", orders=[new_dose("IZ-RACE")])
+    outcomes = [None] * 6
+    start = threading.Barrier(6)
+
+    def send(i: int) -> None:
+        start.wait()
+        outcomes[i] = receiver.receive(text)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(o is not None and o.code == "AA" for o in outcomes), [o and o.ack for o in outcomes]
+    assert len({o.ack for o in outcomes}) == 1  # every copy is answered with the ACK that was kept
+    assert sum(not o.resent for o in outcomes) == 1
+    assert _counts(store.engine) == {"Patient": 1, "Immunization": 1}
+
+
+def test_a_refused_message_is_not_remembered_and_its_corrected_copy_is_stored(client, engine):
+    bad = vxu("FIX-1", orders=[new_dose(date="20219999")])
+    assert _msa(_send(client, bad)) == "AE"
+    fixed = vxu("FIX-1", orders=[new_dose()])  # the sender corrects the record and sends the same MSH-10
+    assert _msa(_send(client, fixed)) == "AA"
+    assert _counts(engine) == {"Patient": 1, "Immunization": 1}

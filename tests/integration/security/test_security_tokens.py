@@ -182,3 +182,39 @@ def test_smart_configuration_and_jwks_are_published(hub):
     assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"]
     keys = raw.get("/.well-known/jwks.json").json()["keys"]
     assert keys[0]["alg"] == "ES256" and "d" not in keys[0]
+
+
+def test_a_token_verified_before_is_still_refused_once_it_expires(hub):
+    app, raw, _login = hub
+    tokens = app.state.tokens
+    token = _hub_token(app, exp=int(time.time()) + 2)
+    tokens.leeway, leeway = 0, tokens.leeway
+    try:
+        assert _get(raw, token).status_code == 200  # verified, and kept as verified
+        time.sleep(2.2)
+        r = _get(raw, token)
+        assert r.status_code == 401 and "expired" in r.text
+    finally:
+        tokens.leeway = leeway
+
+
+def test_an_altered_copy_of_a_verified_token_is_refused(hub):
+    app, raw, _login = hub
+    token = _hub_token(app)
+    assert _get(raw, token).status_code == 200
+    head, body, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    widened = _b64(json.dumps({**claims, "scope": "system/*.cruds system/*.*", "sub": "someone-else"}).encode())
+    assert _get(raw, f"{head}.{widened}.{signature}").status_code == 401
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    assert _get(raw, f"{head}.{body}.{flipped}").status_code == 401
+
+
+def test_verified_tokens_kept_are_bounded(hub, monkeypatch):
+    from vaxhub.hub.security import tokens as token_module
+
+    app, raw, _login = hub
+    monkeypatch.setattr(token_module, "VERIFIED_TOKENS", 3)
+    for _ in range(5):
+        assert _get(raw, _hub_token(app)).status_code == 200
+    assert len(app.state.tokens._verified) == 3

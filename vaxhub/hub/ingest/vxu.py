@@ -16,8 +16,7 @@ from typing import Any
 from datetime import datetime, timezone
 
 import orjson
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 
 from vaxhub.errors import Conflict, Forbidden, InputError, VaxhubError
 from vaxhub.fhir.hl7v2 import (
@@ -36,7 +35,7 @@ from vaxhub.fhir.hl7v2.translate import ReceivedVxu
 from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY_IDENTIFIER
 from vaxhub.hub.operations.transaction import process_bundle
 from vaxhub.hub.storage.import_tables import Hl7MessageRow
-from vaxhub.hub.storage.store import FhirStore, WriteGuard
+from vaxhub.hub.storage.store import FhirStore, WriteGuard, Writer
 
 log = logging.getLogger("vaxhub.hl7v2")
 MESSAGES = Hl7MessageRow.__table__
@@ -93,27 +92,26 @@ class VxuReceiver:
         except Hl7MessageError as exc:
             return VxuOutcome(ack_for_error(exc), exc.ack_code)
         header = received.header
-        earlier = self._acknowledged(header.sender, header.control_id)
-        if earlier is not None:
-            return VxuOutcome(earlier, "AA", resent=True)
+        ack = ack_for_header(header, "AA", received.translation.warnings)
+        remember = _Remember(header.sender[:255], header.control_id, ack)
         try:
-            response = self._store(received)
+            response = self._store(received, remember)
+        except _AlreadyAcknowledged as earlier:
+            return VxuOutcome(earlier.ack, "AA", resent=True)
         except (InputError, Conflict) as exc:
             return VxuOutcome(ack_for_header(header, "AE", _store_findings(exc)), "AE")
         except Forbidden as exc:
             # Table 0357 has no code for authorisation; 207 with the reason, and AR: do not resend.
             return VxuOutcome(ack_for_header(header, "AR", [Hl7Finding(APPLICATION_INTERNAL_ERROR, f"Not allowed: {exc.message}")]), "AR")
         created = sum(1 for e in response["entry"] if e["response"]["status"].startswith("201"))
-        ack = ack_for_header(header, "AA", received.translation.warnings)
-        self._remember(header.sender, header.control_id, ack)
         return VxuOutcome(ack, "AA", created)
 
-    def _store(self, received: ReceivedVxu) -> dict:
+    def _store(self, received: ReceivedVxu, remember: _Remember) -> dict:
         try:
             # A copy: the transaction rewrites references in place, and a retry needs the originals.
             return process_bundle(
                 self.store, orjson.loads(orjson.dumps(received.translation.bundle)), base=self.base, max_entries=self.max_entries,
-                guard=self.guard, interaction=self.interaction,
+                guard=self.guard, interaction=self.interaction, on_unit=remember,
             )
         except (Conflict, InputError) as first:
             # The business identifier missed but another number of the patient is
@@ -122,17 +120,32 @@ class VxuReceiver:
                 raise
             return process_bundle(
                 self.store, widen_patient_match(received.translation), base=self.base, max_entries=self.max_entries,
-                guard=self.guard, interaction=self.interaction,
+                guard=self.guard, interaction=self.interaction, on_unit=remember,
             )
 
-    def _acknowledged(self, sender: str, control_id: str) -> str | None:
-        with self.store.engine.connect() as conn:
-            return conn.execute(select(MESSAGES.c.ack).where(MESSAGES.c.sender == sender[:255], MESSAGES.c.control_id == control_id)).scalar()
 
-    def _remember(self, sender: str, control_id: str, ack: str) -> None:
-        try:
-            self.store.run_unit(
-                lambda w: w.conn.execute(insert(MESSAGES).values(sender=sender[:255], control_id=control_id, received_at=_utcnow(), ack=ack))
-            )
-        except IntegrityError:
-            pass  # the same message, processed concurrently, was remembered first
+class _AlreadyAcknowledged(Exception):
+    def __init__(self, ack: str):
+        super().__init__("message already acknowledged")
+        self.ack = ack
+
+
+@dataclass(frozen=True)
+class _Remember:
+    """Run at the start of the storing unit: a message this sender already had
+    acknowledged AA is answered with that ACK and nothing is stored; otherwise
+    its ACK is kept with the records, in the same commit. Two copies racing
+    both miss the check, the second then fails on the message's key and its
+    unit runs again, now finding the first's ACK."""
+
+    sender: str
+    control_id: str
+    ack: str
+
+    def __call__(self, writer: Writer) -> None:
+        earlier = writer.conn.execute(
+            select(MESSAGES.c.ack).where(MESSAGES.c.sender == self.sender, MESSAGES.c.control_id == self.control_id)
+        ).scalar()
+        if earlier is not None:
+            raise _AlreadyAcknowledged(earlier)
+        writer.insert_later(MESSAGES, [{"sender": self.sender, "control_id": self.control_id, "received_at": _utcnow(), "ack": self.ack}])

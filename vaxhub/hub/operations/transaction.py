@@ -320,6 +320,7 @@ def process_bundle(
     interaction: Any = None,
     reader: Reader | None = None,
     record: Callable[[Any], None] | None = None,
+    on_unit: Callable[[Writer], None] | None = None,
 ) -> dict:
     """Process a transaction or batch Bundle and return the response Bundle.
 
@@ -327,10 +328,12 @@ def process_bundle(
     audited interaction (`interaction`, recorded inside its database
     transaction); each entry of a batch is an interaction of its own, derived
     from `interaction` and, when it writes nothing, passed to `record`.
+    `on_unit` runs first in each attempt of a transaction's unit of work (the
+    HL7 receiver checks and keeps the message's ACK there, in the same commit).
     """
     btype, entries, failures = parse_entries(bundle, max_entries=max_entries, default_count=default_count, max_count=max_count)
     if btype == "transaction":
-        results = store.run_unit(lambda w: _transaction(w, entries, base, reader), guard=guard, context=interaction)
+        results = store.run_unit(lambda w: _transaction(w, entries, base, reader, on_unit), guard=guard, context=interaction)
     else:
         results = {}
         for e in entries:
@@ -346,7 +349,10 @@ def process_bundle(
     return {"resourceType": "Bundle", "type": f"{btype}-response", "entry": response_entries}
 
 
-def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None) -> dict[int, EntryResult]:
+def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None,
+                 on_unit: Callable[[Writer], None] | None = None) -> dict[int, EntryResult]:
+    if on_unit is not None:
+        on_unit(writer)
     for e in entries:  # a retried unit starts from the Bundle as it was sent
         e.reset()
     mapping, matched = _assign_ids(writer, entries)

@@ -4,6 +4,13 @@ Access tokens are JWTs signed ES256 with the hub key. Verification pins that
 one algorithm and requires `exp`, `nbf`, `iat`, `iss`, `aud`, `sub` and `jti`
 (PyJWT accepts a token without `exp` unless told to require it), looks the
 `kid` up among the hub's keys only, and allows a bounded clock skew.
+
+A client sends the same token with every request until it expires, so each
+process keeps the tokens it verified (at most `VERIFIED_TOKENS`, the least
+recently used dropped first) and checks only their time limits again: a
+signature check costs more than the rest of a small request's
+authentication. The key is the whole token, signature included, so an
+altered token is never found there.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import hashlib
 import json
 import os
 import time
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -27,6 +36,7 @@ from vaxhub.hub.security.principal import Principal
 from vaxhub.hub.security.scopes import format_scopes, parse_scopes
 
 ALGORITHM = "ES256"
+VERIFIED_TOKENS = 4096
 
 
 def load_or_create_signing_key(path: Path, *, create: bool) -> ec.EllipticCurvePrivateKey:
@@ -75,6 +85,9 @@ class TokenService:
     def __post_init__(self) -> None:
         self.kid = thumbprint_kid(self.key)
         self._public = self.key.public_key()
+        # token -> (principal, nbf, exp, iat) of tokens that passed every check
+        self._verified: OrderedDict[str, tuple[Principal, float, float, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(self.key, self.kid)]}
@@ -101,6 +114,23 @@ class TokenService:
         return token, lifetime
 
     def verify(self, token: str) -> Principal:
+        with self._verified_lock:
+            known = self._verified.get(token)
+            if known is not None:
+                self._verified.move_to_end(token)
+        if known is not None:
+            principal, nbf, exp, iat = known
+            now = time.time()  # the clock PyJWT checks exp and nbf against
+            if nbf - self.leeway <= now < exp + self.leeway and iat <= self.clock() + self.leeway:
+                return principal
+        principal, claims = self._verify_signed(token)
+        with self._verified_lock:
+            self._verified[token] = (principal, claims["nbf"], claims["exp"], claims["iat"])
+            if len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
+        return principal
+
+    def _verify_signed(self, token: str) -> tuple[Principal, dict[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -131,7 +161,7 @@ class TokenService:
             raise AuthenticationFailed(f"The access token is not valid: {exc}") from None
         if claims["iat"] > self.clock() + self.leeway:
             raise AuthenticationFailed("The access token was issued in the future")
-        return Principal(
+        principal = Principal(
             kind=claims.get("kind", ""),
             subject=claims["sub"],
             client_id=claims.get("client_id"),
@@ -141,3 +171,4 @@ class TokenService:
             roles=frozenset(claims.get("roles", [])),
             token_id=claims["jti"],
         )
+        return principal, claims

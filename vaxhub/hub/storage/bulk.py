@@ -47,7 +47,10 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
 
 def insert_rows(conn: Connection, batches: Sequence[tuple[Table, list[dict[str, Any]]]]) -> None:
-    """Insert each (table, rows) pair, all in one statement on PostgreSQL."""
+    """Insert each (table, rows) pair, all in one statement on PostgreSQL.
+
+    Every column is written: a key missing from a row is NULL, not the
+    column's default (as with COPY)."""
     batches = [(table, rows) for table, rows in batches if rows]
     if not batches:
         return

@@ -7,6 +7,7 @@ production store. The schema is owned by Alembic from the first table on:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -69,8 +70,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, statement_
         json_deserializer=orjson.loads,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
     )
+    _ping_when_idle(engine)
     if statement_timeout_ms and engine.dialect.name == "postgresql":
 
         @event.listens_for(engine, "connect")
@@ -81,6 +82,33 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, statement_
             dbapi_conn.commit()
 
     return engine
+
+
+# A pooled connection unused this long is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling, but only for connections that sat idle.
+
+    SQLAlchemy's `pool_pre_ping` costs a round trip on every checkout, and a
+    request checks out a connection several times. A connection returned
+    moments ago is as alive as the database: if the server went away since,
+    the statement fails, SQLAlchemy sees the disconnect and drops the pool.
+    One that sat idle may have been cut by a restart, a failover or a
+    firewall's idle timeout, so it is pinged, and a dead one replaced.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn, record) -> None:  # noqa: ANN001
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy) -> None:  # noqa: ANN001
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
+            if not engine.dialect._do_ping_w_event(dbapi_conn):
+                raise exc.DisconnectionError("the pooled connection did not answer a ping")  # the pool connects anew
 
 
 def alembic_config(url: str) -> Config:
