@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     social_insurance_api_key: str | None = Field(None, description="X-API-Key sent to the social insurance registry.")
     registry_timeout: float = Field(10.0, gt=0, description="Seconds one registry call may take.")
     verification_concurrency: int = Field(32, ge=1, le=1024, description="Registry calls in flight per worker process.")
+    verification_batch_size: int = Field(
+        20, ge=1, le=100,
+        description="Jobs per population registry call (and per social insurance call) where the registry's WSDL offers "
+        "VerifyCitizens; 1 makes one call per job.",
+    )
     mpi_verification_wait_seconds: float = Field(
         0.0, ge=0, le=3600,
         description="Hold a new or re-identified site Patient's link this long for its registry answer, so the worker links it "

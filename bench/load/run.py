@@ -109,6 +109,7 @@ def hub_env(args, database_url: str, data_dir: Path, eid_jwks: Path) -> dict[str
         "VAXHUB_MPI_VERIFICATION_WAIT_SECONDS": str(args.link_wait),
         "VAXHUB_API_THREADS": str(args.api_threads),
         "VAXHUB_VERIFICATION_CONCURRENCY": str(args.verification_concurrency),
+        "VAXHUB_VERIFICATION_BATCH_SIZE": str(args.verification_batch),
         "VAXHUB_EID_ISSUER": EID_ISSUER,
         "VAXHUB_EID_AUDIENCE": EID_AUDIENCE,
         "VAXHUB_EID_JWKS_FILE": str(eid_jwks),
@@ -463,7 +464,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--registry-errors", type=float, default=0.05, help="share of registry calls answered with a server fault")
     parser.add_argument("--registry-timeouts", type=float, default=0.01, help="share of registry calls that hang past the client's timeout")
     parser.add_argument("--registry-hang", type=float, default=12.0, help="seconds a hanging call hangs (the client gives up at 10)")
-    parser.add_argument("--verification-concurrency", type=int, default=128, help="registry calls in flight per verification worker")
+    parser.add_argument("--verification-concurrency", type=int, default=16, help="registry calls in flight per verification worker")
+    parser.add_argument("--verification-batch", type=int, default=20, help="Patients per registry call (1: one call each)")
     parser.add_argument("--rate-limits", choices=("redis", "database"), default="redis",
                         help="where the API processes count requests (VAXHUB_RATE_LIMIT_BACKEND)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")

@@ -12,6 +12,7 @@ from vaxhub.adapters.errors import RegistryProtocolError
 from vaxhub.adapters.population_soap import SHIPPED_WSDL, SoapPopulationRegistry
 from vaxhub.adapters.registry_data import SAMPLE_CITIZENS
 from vaxhub.adapters.simulators.background import serve_in_background
+from vaxhub.adapters.simulators.population_soap_server import MAX_BODY_BYTES
 
 AN = SAMPLE_CITIZENS[0]
 NS = {
@@ -169,7 +170,7 @@ def test_entity_expansion_bomb_is_refused(sims):
 
 
 def test_oversized_request_is_refused(sims):
-    padding = "<!--" + "x" * 70_000 + "-->"
+    padding = "<!--" + "x" * (MAX_BODY_BYTES + 1000) + "-->"
     response, document = post(sims, envelope(LOOKUP_AN + padding))
     assert fault_code(document) == "SOAP-ENV:Client.InvalidRequest"
 
@@ -210,7 +211,7 @@ def test_zeep_consumes_the_served_wsdl_with_xml_hardening(sims):
     settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     client = zeep.Client(sims.population_wsdl_url, settings=settings)
     port = client.wsdl.services["PopulationRegistryService"].ports["PopulationRegistryPort"]
-    assert sorted(port.binding._operations) == ["LookupByOldId", "VerifyCitizen"]
+    assert sorted(port.binding._operations) == ["LookupByOldId", "VerifyCitizen", "VerifyCitizens"]
     assert port.binding_options["address"] == sims.population_url
     verify = port.binding._operations["VerifyCitizen"]
     assert [name for name, _ in verify.input.header.type.elements] == [

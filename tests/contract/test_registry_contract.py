@@ -127,6 +127,28 @@ def test_old_id_lookup_refuses_a_malformed_number(population_registry):
         population_registry.lookup_by_old_id("12345")
 
 
+def test_many_claims_at_once_get_the_answers_each_gets_alone(population_registry):
+    claims = [
+        claim_of(AN),
+        claim_of(AN, full_name="Nguyen Van An", sex="female"),
+        claim_of(AN, cccd="001090999999"),
+        claim_of(HOA, cccd=None, cmnd=HOA.cmnd),
+        claim_of(AN, birth_date="04/03/1990"),  # refused before asking
+        claim_of(DUC),
+    ]
+    assert population_registry.verify_many(claims) == [population_registry.verify(claim) for claim in claims]
+
+
+def test_more_claims_than_one_call_carries_are_all_answered_in_order(population_registry, registry):
+    from vaxhub.adapters.population_soap import BATCH_LIMIT
+
+    citizens = list(registry)[:7]
+    claims = [claim_of(citizens[i % len(citizens)], sex="female" if i % 5 == 0 else citizens[i % len(citizens)].sex)
+              for i in range(BATCH_LIMIT + 30)]
+    results = population_registry.verify_many(claims)
+    assert results == [population_registry.verify(claim) for claim in claims]
+
+
 # -- social insurance ---------------------------------------------------------
 
 
@@ -168,3 +190,8 @@ def test_citizen_not_enrolled_is_none_by_cccd(social_insurance):
 def test_insurance_lookup_needs_a_key(social_insurance):
     with pytest.raises(ValueError):
         social_insurance.lookup()
+
+
+def test_many_insurance_lookups_at_once_match_single_lookups(social_insurance):
+    keys = [{"bhxh": AN.bhxh}, {"cccd": HOA.cccd}, {"bhxh": "0000000001"}, {"cccd": DUC.cccd}, {"bhxh": HUONG.bhxh}]
+    assert social_insurance.lookup_many(keys) == [social_insurance.lookup(**key) for key in keys]

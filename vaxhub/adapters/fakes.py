@@ -7,6 +7,8 @@ hub can assert what was asked without patching anything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from vaxhub.adapters.agreement import (
     CMND_PATTERN,
     claim_identifier,
@@ -47,9 +49,15 @@ class InMemoryPopulationRegistry:
         self.registry = registry
         self.calls: list[tuple[str, object]] = []
 
+    verifies_in_batches = True
+
     def verify(self, claim: PersonClaim) -> VerificationResult:
         self.calls.append(("verify", claim))
         return verify_against_registry(self.registry, claim)
+
+    def verify_many(self, claims: Sequence[PersonClaim]) -> list[VerificationResult]:
+        self.calls.append(("verify_many", list(claims)))
+        return [verify_against_registry(self.registry, claim) for claim in claims]
 
     def lookup_by_old_id(self, cmnd: str) -> str | None:
         self.calls.append(("lookup_by_old_id", cmnd))
@@ -70,5 +78,12 @@ class InMemorySocialInsurance:
         self.calls.append(("lookup", {"bhxh": bhxh, "cccd": cccd}))
         if not bhxh and not cccd:
             raise ValueError("lookup needs a BHXH number or a CCCD")
+        return self._record(bhxh, cccd)
+
+    def lookup_many(self, keys: Sequence[Mapping[str, str]]) -> list[InsuranceRecord | None]:
+        self.calls.append(("lookup_many", [dict(key) for key in keys]))
+        return [self._record(key.get("bhxh"), key.get("cccd")) for key in keys]
+
+    def _record(self, bhxh: str | None, cccd: str | None) -> InsuranceRecord | None:
         citizen = self.registry.by_bhxh(bhxh) if bhxh else self.registry.by_cccd(cccd or "")
         return citizen.insurance_record() if citizen else None

@@ -26,7 +26,7 @@ never inside a request a hospital waits on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,7 @@ SERVICE_NAME = "population registry"
 PROTOCOL_VERSION = "4.0"
 BINDING = "{urn:vaxhub:population-registry:v1}PopulationRegistryBinding"
 SHIPPED_WSDL = Path(__file__).with_name("population_registry.wsdl")
+BATCH_LIMIT = 100  # claims per VerifyCitizens (the WSDL's maxOccurs)
 
 _OUTCOMES = {
     "VERIFIED": VerificationStatus.VERIFIED,
@@ -137,6 +138,7 @@ class SoapPopulationRegistry:
         self._service = (
             self._zeep.create_service(BINDING, address) if address else self._zeep.service
         )
+        self._batch_operation = "VerifyCitizens" in self._zeep.wsdl.bindings[BINDING]._operations
         #: X-Road headers of the last request sent and of its response.
         self.last_request_headers: dict[str, Any] | None = None
         self.last_response_headers: dict[str, Any] | None = None
@@ -145,30 +147,39 @@ class SoapPopulationRegistry:
 
     def verify(self, claim: PersonClaim) -> VerificationResult:
         """PopulationRegistry.verify over the `VerifyCitizen` operation."""
-        problem = claim_problem(claim)
-        identifier = claim_identifier(claim)
-        if problem or identifier is None:
-            return VerificationResult(VerificationStatus.ERROR, message=problem)
-        kind, value = identifier
-        body = self._call(
-            "VerifyCitizen",
-            **{"personalId" if kind == "cccd" else "oldId": value},
-            fullName=claim.full_name,
-            birthDate=claim.birth_date.strip(),
-            sex=claim.sex,
-        )
-        status = _OUTCOMES.get(body.outcome)
-        if status is None:
-            raise RegistryProtocolError(f"unknown outcome {body.outcome!r}", service=SERVICE_NAME)
-        claimed = {"full_name": claim.full_name, "birth_date": claim.birth_date.strip(), "sex": claim.sex}
-        mismatches = {
-            _PORT_FIELDS[check.field]: (claimed[_PORT_FIELDS[check.field]], check.registryValue)
-            for check in (body.fieldCheck or [])
-            if not check.agrees
-        }
-        if (status is VerificationStatus.MISMATCH) != bool(mismatches):
-            raise RegistryProtocolError("outcome and field checks disagree", service=SERVICE_NAME)
-        return VerificationResult(status, current_id=body.currentId, mismatches=mismatches)
+        wire = _wire_claim(claim)
+        if isinstance(wire, VerificationResult):
+            return wire
+        return _verdict(claim, self._call("VerifyCitizen", **wire))
+
+    @property
+    def verifies_in_batches(self) -> bool:
+        """Whether the registry's WSDL offers `VerifyCitizens`."""
+        return self._batch_operation
+
+    def verify_many(self, claims: Sequence[PersonClaim]) -> list[VerificationResult]:
+        """`verify` for each claim, over `VerifyCitizens`: one call per
+        `BATCH_LIMIT` claims, each claim's verdict matched back by its ref.
+        A fault fails the whole call (every claim in it is retried)."""
+        if not self._batch_operation:
+            return [self.verify(claim) for claim in claims]
+        results: list[VerificationResult | None] = [None] * len(claims)
+        sent: list[tuple[int, dict[str, Any]]] = []
+        for index, claim in enumerate(claims):
+            wire = _wire_claim(claim)
+            if isinstance(wire, VerificationResult):
+                results[index] = wire  # refused here, never sent
+            else:
+                sent.append((index, {"ref": str(index), "claim": wire}))
+        for start in range(0, len(sent), BATCH_LIMIT):
+            chunk = sent[start:start + BATCH_LIMIT]
+            body = self._call("VerifyCitizens", citizen=[citizen for _, citizen in chunk])
+            verdicts = {result.ref: result.verdict for result in (body.result or [])}
+            if len(verdicts) != len(chunk) or set(verdicts) != {citizen["ref"] for _, citizen in chunk}:
+                raise RegistryProtocolError("VerifyCitizens did not answer each claim once", service=SERVICE_NAME)
+            for index, citizen in chunk:
+                results[index] = _verdict(claims[index], verdicts[citizen["ref"]])
+        return results  # type: ignore[return-value]  # every slot is filled above
 
     def lookup_by_old_id(self, cmnd: str) -> str | None:
         """PopulationRegistry.lookup_by_old_id over the `LookupByOldId` operation."""
@@ -218,6 +229,38 @@ class SoapPopulationRegistry:
                 service=SERVICE_NAME,
             )
         return result.body
+
+
+def _wire_claim(claim: PersonClaim) -> dict[str, Any] | VerificationResult:
+    """A claim as the registry's `CitizenClaim`, or the ERROR result for a claim
+    that cannot be sent (no well-formed identifier, a field missing)."""
+    problem = claim_problem(claim)
+    identifier = claim_identifier(claim)
+    if problem or identifier is None:
+        return VerificationResult(VerificationStatus.ERROR, message=problem)
+    kind, value = identifier
+    return {
+        "personalId" if kind == "cccd" else "oldId": value,
+        "fullName": claim.full_name,
+        "birthDate": claim.birth_date.strip(),
+        "sex": claim.sex,
+    }
+
+
+def _verdict(claim: PersonClaim, body: Any) -> VerificationResult:
+    """A `CitizenVerdict` as the port's result; a verdict that contradicts itself is a protocol error."""
+    status = _OUTCOMES.get(body.outcome)
+    if status is None:
+        raise RegistryProtocolError(f"unknown outcome {body.outcome!r}", service=SERVICE_NAME)
+    claimed = {"full_name": claim.full_name, "birth_date": claim.birth_date.strip(), "sex": claim.sex}
+    mismatches = {
+        _PORT_FIELDS[check.field]: (claimed[_PORT_FIELDS[check.field]], check.registryValue)
+        for check in (body.fieldCheck or [])
+        if not check.agrees
+    }
+    if (status is VerificationStatus.MISMATCH) != bool(mismatches):
+        raise RegistryProtocolError("outcome and field checks disagree", service=SERVICE_NAME)
+    return VerificationResult(status, current_id=body.currentId, mismatches=mismatches)
 
 
 def _header_values(header: Any) -> dict[str, Any]:

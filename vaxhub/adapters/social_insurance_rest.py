@@ -1,6 +1,7 @@
 """`SocialInsurance` over the social insurance registry's REST API, with httpx.
 
-`GET /v1/insured-persons/{bhxh}` or `GET /v1/insured-persons?cccd=…` (see
+`GET /v1/insured-persons/{bhxh}` or `GET /v1/insured-persons?cccd=…`, and
+`POST /v1/insured-persons/lookups` for many people in one call (see
 `vaxhub.adapters.simulators.social_insurance_server` for the wire format),
 authenticated with either
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -45,6 +46,7 @@ from vaxhub.adapters.errors import (
 from vaxhub.adapters.ports import Coverage, InsuranceRecord
 
 SERVICE_NAME = "social insurance"
+BATCH_LIMIT = 100  # lookups per POST /v1/insured-persons/lookups
 
 
 class ApiKeyAuth(httpx.Auth):
@@ -180,7 +182,29 @@ class RestSocialInsurance:
         if response.status_code == 404:
             return None
         _raise_for_status(response, path)
-        return _insurance_record(response)
+        return _insurance_record(_json_object(response))
+
+    def lookup_many(self, keys: Sequence[Mapping[str, str]]) -> list[InsuranceRecord | None]:
+        """`lookup` for each key ({"bhxh": …} or {"cccd": …}), `BATCH_LIMIT` per call, in order."""
+        records: list[InsuranceRecord | None] = []
+        path = "/v1/insured-persons/lookups"
+        for start in range(0, len(keys), BATCH_LIMIT):
+            chunk = [{name: value.strip() for name, value in key.items()} for key in keys[start:start + BATCH_LIMIT]]
+            try:
+                headers = dict(self._request_headers()) if self._request_headers else None
+                response = self._http.post(path, json={"lookups": chunk}, headers=headers)
+            except httpx.TimeoutException as exc:
+                raise RegistryTimeout(f"POST {path} timed out", service=SERVICE_NAME) from exc
+            except httpx.TransportError as exc:
+                raise RegistryUnavailable(f"POST {path}: {exc}", service=SERVICE_NAME) from exc
+            _raise_for_status(response, path)
+            results = _json_object(response).get("results")
+            if not isinstance(results, list) or len(results) != len(chunk):
+                raise RegistryProtocolError(f"POST {path}: not one result per lookup", service=SERVICE_NAME)
+            for result in results:
+                found = isinstance(result, dict) and result.get("found") is True
+                records.append(_insurance_record(result.get("person")) if found else None)
+        return records
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:
@@ -224,9 +248,18 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
-def _insurance_record(response: httpx.Response) -> InsuranceRecord:
+def _json_object(response: httpx.Response) -> dict[str, Any]:
     try:
-        body: dict[str, Any] = response.json()
+        body = response.json()
+    except ValueError as exc:
+        raise RegistryProtocolError(f"the answer is not JSON: {exc}", service=SERVICE_NAME) from exc
+    if not isinstance(body, dict):
+        raise RegistryProtocolError("the answer is not a JSON object", service=SERVICE_NAME)
+    return body
+
+
+def _insurance_record(body: Any) -> InsuranceRecord:
+    try:
         coverage = body.get("coverage")
         return InsuranceRecord(
             bhxh=body["bhxh"],
@@ -240,5 +273,5 @@ def _insurance_record(response: httpx.Response) -> InsuranceRecord:
                 valid_to=dt.date.fromisoformat(coverage["validTo"]),
             ) if coverage else None,
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RegistryProtocolError(f"unexpected insured-person JSON: {exc}", service=SERVICE_NAME) from exc

@@ -198,6 +198,7 @@ app.add_typer(verification_app, name="verification")
 @app.command()
 def worker(
     concurrency: int = typer.Option(None, min=1, help="Registry calls in flight (default VAXHUB_VERIFICATION_CONCURRENCY)."),
+    batch_size: int = typer.Option(None, min=1, max=100, help="Jobs per registry call (default VAXHUB_VERIFICATION_BATCH_SIZE)."),
     name: str = typer.Option(None, help="Worker name recorded on leases and results (default host:pid)."),
     until_idle: bool = typer.Option(False, help="Exit once no job is queued or in flight."),
 ) -> None:
@@ -218,7 +219,7 @@ def worker(
         signal.signal(signum, lambda *_: stop.set())
     console.print(f"verification worker: registry {settings.population_registry_wsdl}, "
                   f"social insurance {settings.social_insurance_url or 'not configured'}")
-    recorded = run_worker(settings, engine, stop=stop, name=name, until_idle=until_idle, concurrency=concurrency)
+    recorded = run_worker(settings, engine, stop=stop, name=name, until_idle=until_idle, concurrency=concurrency, batch_size=batch_size)
     console.print(f"verification worker stopped: {recorded} results recorded")
 
 

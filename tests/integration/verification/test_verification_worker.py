@@ -136,6 +136,45 @@ def test_failed_calls_are_retried_with_backoff_and_counted(hub_store, engine, re
     assert set(flaky.calls.values()) == {3}
 
 
+BATCHED = WorkerOptions(concurrency=2, batch_size=4, poll_seconds=0.02, backoff_base=0.01, backoff_cap=0.05, max_attempts=4)
+
+
+def test_jobs_travel_in_batches_and_each_result_lands_on_its_own_patient(hub_store, engine, population_registry):
+    an, hoa, huong, unknown, no_card = store_patients(hub_store, sample_patients())
+    w = worker(engine, population_registry, options=BATCHED)
+    assert w.run(until_idle=True) == 5
+    assert w.calls == 2  # 4 + 1 jobs, not 5 calls
+    assert status_counts(engine)["counts"] == {
+        "pending": 0, "verified": 2, "mismatch": 1, "not_found": 1, "unverifiable": 1, "dead": 0,
+    }
+    assert patient_verification(engine, huong)["result"]["mismatches"] == {"birth_date": {"claimed": "1985-12-20", "registry": "1985-11-20"}}
+    assert patient_verification(engine, hoa)["result"]["registry_id"] == HOA.cccd
+    assert patient_verification(engine, unknown)["status"] == "not_found"
+
+
+class FlakyBatches(FlakyRegistry):
+    """Fails the first `failures` batch calls, then answers from `inner`."""
+
+    verifies_in_batches = True
+
+    def verify_many(self, claims):
+        with self._lock:
+            self.calls["batch"] = self.calls.get("batch", 0) + 1
+            failing = self.calls["batch"] <= self.failures
+        if failing:
+            raise self.error("connection refused", service="population registry")
+        return self.inner.verify_many(claims)
+
+
+def test_a_failed_batch_call_retries_every_job_it_carried(hub_store, engine, registry):
+    ids = store_patients(hub_store, [patient_of(c) for c in (AN, HOA, HUONG)])
+    flaky = FlakyBatches(InMemoryPopulationRegistry(registry), failures=1)
+    worker(engine, flaky, options=BATCHED).run(until_idle=True)
+    states = [patient_verification(engine, patient_id) for patient_id in ids]
+    assert [(s["status"], s["attempts"]) for s in states] == [("verified", 2)] * 3
+    assert 2 <= flaky.calls["batch"] <= 4  # the failed call, then the three again (together or as their backoffs end)
+
+
 def test_backoff_grows_exponentially_with_full_jitter():
     rng = random.Random(7)
     draws = [[backoff_delay(attempt, base=1.0, cap=60.0, rng=rng) for _ in range(200)] for attempt in (1, 2, 3, 8)]

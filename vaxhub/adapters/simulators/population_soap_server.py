@@ -61,9 +61,9 @@ WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 256 * 1024  # a VerifyCitizens of 100 claims with long names fits
 DEFAULT_PATH = "/population-registry"
-OPERATIONS = ("VerifyCitizen", "LookupByOldId")
+OPERATIONS = ("VerifyCitizen", "VerifyCitizens", "LookupByOldId")
 REQUIRED_HEADERS = ("client", "service", "id", "protocolVersion")
 
 _WIRE_FIELDS = {"full_name": "fullName", "birth_date": "birthDate", "sex": "sex"}
@@ -271,12 +271,23 @@ class PopulationRegistrySimulator(ConditionedSimulator):
     def _operate(self, payload: etree._Element) -> etree._Element:
         operation = etree.QName(payload).localname
         if operation == "VerifyCitizen":
-            return self._verify_citizen(payload)
+            return self._verdict(_element("VerifyCitizenResponse"), payload)
+        if operation == "VerifyCitizens":
+            return self._verify_citizens(payload)
         return self._lookup_by_old_id(payload)
 
-    def _verify_citizen(self, payload: etree._Element) -> etree._Element:
+    def _verify_citizens(self, payload: etree._Element) -> etree._Element:
+        response = _element("VerifyCitizensResponse")
+        for citizen in payload.iterfind(f"{{{REGISTRY_NS}}}citizen"):
+            result = _sub(response, "result")
+            _sub(result, "ref", citizen.findtext(f"{{{REGISTRY_NS}}}ref"))
+            self._verdict(_sub(result, "verdict"), citizen.find(f"{{{REGISTRY_NS}}}claim"))
+        return response
+
+    def _verdict(self, response: etree._Element, claimed: etree._Element) -> etree._Element:
+        """Fill `response` (a CitizenVerdict) with the registry's answer to `claimed` (a CitizenClaim)."""
         def text(name: str) -> str | None:
-            return payload.findtext(f"{{{REGISTRY_NS}}}{name}")
+            return claimed.findtext(f"{{{REGISTRY_NS}}}{name}")
 
         claim = PersonClaim(
             full_name=text("fullName") or "",
@@ -286,7 +297,6 @@ class PopulationRegistrySimulator(ConditionedSimulator):
             cmnd=text("oldId"),
         )
         result = verify_against_registry(self.registry, claim)
-        response = _element("VerifyCitizenResponse")
         _sub(response, "outcome", {
             VerificationStatus.VERIFIED: "VERIFIED",
             VerificationStatus.MISMATCH: "MISMATCH",

@@ -9,6 +9,10 @@ Endpoints:
 - `GET /v1/insured-persons/{bhxh}`: the insured person with this 10-digit
   BHXH number.
 - `GET /v1/insured-persons?cccd={cccd}`: the insured person holding this CCCD.
+- `POST /v1/insured-persons/lookups` with `{"lookups": [{"bhxh": …} or
+  {"cccd": …}, …]}` (at most `MAX_LOOKUPS`): one answer per lookup, in order,
+  `{"results": [{"found": true, "person": {…}} or {"found": false}, …]}`.
+  A malformed number anywhere refuses the whole request with 400.
 
 Data calls need `X-API-Key: <key>` or `Authorization: Bearer <token>`
 (RFC 6750 §2.1); without either they get 401 with `WWW-Authenticate`.
@@ -50,6 +54,7 @@ from vaxhub.adapters.simulators.conditions import (
 )
 
 PROBLEM_JSON = "application/problem+json"
+MAX_LOOKUPS = 100
 
 
 def insurance_record_json(record: InsuranceRecord) -> dict[str, Any]:
@@ -171,6 +176,32 @@ class SocialInsuranceSimulator(ConditionedSimulator):
                     return _problem(400, "Bad Request", "a BHXH number has 10 digits")
                 citizen = self.registry.by_bhxh(bhxh)
                 return self._person(citizen.insurance_record() if citizen else None)
+
+            return await self._under_conditions(request, answer)
+
+        @app.post("/v1/insured-persons/lookups")
+        async def insured_persons(request: Request):
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+
+            def answer():
+                lookups = body.get("lookups") if isinstance(body, dict) else None
+                if not isinstance(lookups, list) or not 0 < len(lookups) <= MAX_LOOKUPS:
+                    return _problem(400, "Bad Request", f"send {{\"lookups\": [...]}} with 1 to {MAX_LOOKUPS} entries")
+                results = []
+                for key in lookups:
+                    bhxh, cccd = (key.get("bhxh"), key.get("cccd")) if isinstance(key, dict) else (None, None)
+                    if isinstance(bhxh, str) and BHXH_PATTERN.match(bhxh):
+                        citizen = self.registry.by_bhxh(bhxh)
+                    elif isinstance(cccd, str) and CCCD_PATTERN.match(cccd):
+                        citizen = self.registry.by_cccd(cccd)
+                    else:
+                        return _problem(400, "Bad Request", "each lookup needs a 10-digit bhxh or a 12-digit cccd")
+                    record = citizen.insurance_record() if citizen else None
+                    results.append({"found": True, "person": insurance_record_json(record)} if record else {"found": False})
+                return JSONResponse({"results": results})
 
             return await self._under_conditions(request, answer)
 

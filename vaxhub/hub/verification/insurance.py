@@ -10,6 +10,7 @@ not retried (the next re-check of the Patient asks again).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,20 +55,40 @@ def _lookup_key(claim: PersonClaim, result: VerificationResult) -> dict[str, str
 def cross_check(insurance: SocialInsurance, claim: PersonClaim, result: VerificationResult) -> InsuranceCheck:
     """Look the person up in the social insurance registry and compare name,
     birth date (at the precision both know) and sex with the claim."""
-    key = _lookup_key(claim, result)
-    if key is None:
-        return InsuranceCheck("skipped", message="no well-formed BHXH number or CCCD to look up")
+    return cross_check_many(insurance, [(claim, result)])[0]
+
+
+def cross_check_many(insurance: SocialInsurance, checks: Sequence[tuple[PersonClaim, VerificationResult]]) -> list[InsuranceCheck]:
+    """`cross_check` for many people: one `lookup_many` call when the client
+    has it (the REST client does), else one lookup each."""
+    outcomes: list[InsuranceCheck | None] = [None] * len(checks)
+    asked: list[tuple[int, dict[str, str]]] = []
+    for index, (claim, result) in enumerate(checks):
+        key = _lookup_key(claim, result)
+        if key is None:
+            outcomes[index] = InsuranceCheck("skipped", message="no well-formed BHXH number or CCCD to look up")
+        else:
+            asked.append((index, key))
+    if not asked:
+        return outcomes  # type: ignore[return-value]
     # Anything going wrong here, a bug included, must still let the worker record
-    # the population result: an exception escaping would leave the job in flight.
+    # the population results: an exception escaping would leave the jobs in flight.
     try:
-        record = insurance.lookup(**key)
-        if record is None:
-            return InsuranceCheck("not_enrolled")
-        mismatches = disagreeing_fields(claim, full_name=record.full_name, birth_date=record.birth_date, sex=record.sex)
+        many = getattr(insurance, "lookup_many", None)
+        records = many([key for _, key in asked]) if many else [insurance.lookup(**key) for _, key in asked]
+        for (index, _key), record in zip(asked, records, strict=True):
+            claim = checks[index][0]
+            if record is None:
+                outcomes[index] = InsuranceCheck("not_enrolled")
+                continue
+            mismatches = disagreeing_fields(claim, full_name=record.full_name, birth_date=record.birth_date, sex=record.sex)
+            outcomes[index] = InsuranceCheck("mismatch" if mismatches else "consistent", mismatches=mismatches)
     except Exception as exc:
         log.warning("social insurance cross-check failed: %s", exc)
-        return InsuranceCheck("error", message=f"{type(exc).__name__}: {exc}"[:2000])
-    return InsuranceCheck("mismatch" if mismatches else "consistent", mismatches=mismatches)
+        failed = InsuranceCheck("error", message=f"{type(exc).__name__}: {exc}"[:2000])
+        for index, _key in asked:
+            outcomes[index] = failed
+    return outcomes  # type: ignore[return-value]
 
 
 def build_social_insurance(settings: Settings) -> RestSocialInsurance | None:

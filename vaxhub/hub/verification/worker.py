@@ -1,11 +1,19 @@
 """The worker behind `vaxhub worker`: drains the verification queue.
 
-One loop thread claims jobs (never more than there are free call slots, so a
-claimed job starts at once and its lease only has to outlast one call),
-hands each to a thread pool that calls the registry, and records the outcomes
+One loop thread claims jobs (never more than the free call slots can take,
+so a claimed job starts at once and its lease only has to outlast one call),
+hands them to a thread pool that calls the registry, and records the outcomes
 in batches, one transaction per batch. Registry calls are I/O-bound and the
 zeep client is synchronous, so threads give the concurrency; run several
 worker processes to use more cores.
+
+When the registry's WSDL offers `VerifyCitizens`, one call carries up to
+`batch_size` jobs (and the social insurance cross-check of those jobs is one
+call too): building, sending and parsing an envelope costs far more than one
+claim in it. Claimed jobs are ordered by request id before they are cut into
+batches, so a Bundle's Patients travel together, and a call sends
+`X-Request-ID` when all its jobs share one (a call of mixed requests sends
+none rather than a made-up one); each job's log lines keep its own id.
 
 When a social insurance registry is configured, the same pool thread then
 cross-checks the person there (`insurance.py`); that second call never
@@ -42,7 +50,7 @@ from vaxhub.hub.observability.metrics import observed_registry_call, record_regi
 from vaxhub.hub.observability.request_context import bound_request_id, outgoing_headers
 from vaxhub.hub.verification.backoff import backoff_delay
 from vaxhub.hub.verification.circuit import CircuitBreaker
-from vaxhub.hub.verification.insurance import INSURANCE_REGISTRY_NAME, InsuranceCheck, build_social_insurance, cross_check
+from vaxhub.hub.verification.insurance import INSURANCE_REGISTRY_NAME, InsuranceCheck, build_social_insurance, cross_check_many
 from vaxhub.hub.verification.transport import PooledSoapTransport
 from vaxhub.hub.verification.queue import ClaimedJob, Completion, Reschedule, claim_jobs, queued_count, record
 from vaxhub.settings import Settings
@@ -55,6 +63,7 @@ REGISTRY_NAME = "population-registry"
 @dataclass(frozen=True)
 class WorkerOptions:
     concurrency: int = 32
+    batch_size: int = 1  # jobs per registry call, where the registry verifies in batches
     lease_seconds: float = 60.0
     max_attempts: int = 10
     backoff_base: float = 1.0
@@ -66,6 +75,7 @@ class WorkerOptions:
     def from_settings(cls, settings: Settings, **overrides: object) -> WorkerOptions:
         values = {
             "concurrency": settings.verification_concurrency,
+            "batch_size": settings.verification_batch_size,
             "lease_seconds": settings.verification_lease_seconds,
             "max_attempts": settings.verification_max_attempts,
             "backoff_base": settings.verification_backoff_base,
@@ -116,39 +126,50 @@ class VerificationWorker:
         self.rng = rng or random.Random()
         self.recorded = 0
         self.calls = 0
+        self.batch_size = options.batch_size if getattr(registry, "verifies_in_batches", False) else 1
 
-    # -- one job, on a pool thread
+    # -- one call, on a pool thread
 
-    def _verify(self, job: ClaimedJob, outcomes: queues.SimpleQueue) -> None:
-        # The id of the request that queued the job: in this job's log lines and registry calls.
-        with bound_request_id(job.request_id):
-            self._verify_bound(job, outcomes)
+    def _verify(self, jobs: list[ClaimedJob], outcomes: queues.SimpleQueue) -> None:
+        """Verify `jobs` in one call; put one list of (job, answer) for the call."""
+        shared = {job.request_id for job in jobs}
+        # The id of the request that queued the jobs, in the registry call, when they share one.
+        with bound_request_id(shared.pop() if len(shared) == 1 else None):
+            answers = self._call(jobs)
+        for job, answer in zip(jobs, answers):
+            with bound_request_id(job.request_id):  # each job's log lines carry its own request's id
+                log.debug("verifying Patient/%s version %s, attempt %s", job.patient_id, job.patient_version, job.attempts)
+                if isinstance(answer, Completion):
+                    log.debug("Patient/%s version %s: %s", job.patient_id, job.patient_version, answer.result.status.value)
+        outcomes.put(list(zip(jobs, answers)))
 
-    def _verify_bound(self, job: ClaimedJob, outcomes: queues.SimpleQueue) -> None:
-        log.debug("verifying Patient/%s version %s, attempt %s", job.patient_id, job.patient_version, job.attempts)
+    def _call(self, jobs: list[ClaimedJob]) -> list[object]:
         try:
             with observed_registry_call(REGISTRY_NAME):
-                result = self.registry.verify(job.claim)
+                if self.batch_size > 1:
+                    results = self.registry.verify_many([job.claim for job in jobs])  # type: ignore[attr-defined]
+                else:
+                    results = [self.registry.verify(job.claim) for job in jobs]
         except RegistryThrottled as exc:
-            outcomes.put((job, exc))
+            return [exc] * len(jobs)
         except RegistryError as exc:
             self.breaker.record_failure(str(exc))
-            outcomes.put((job, exc))
-        except Exception as exc:  # a bug must not lose the job: it is dead-lettered with its message
-            log.exception("verifying Patient/%s failed unexpectedly", job.patient_id)
-            outcomes.put((job, exc))
-        else:
-            self.breaker.record_success()
-            insurance = self._cross_check(job, result) if self.insurance is not None else None
-            log.debug("Patient/%s version %s: %s", job.patient_id, job.patient_version, result.status.value)
-            outcomes.put((job, Completion(job, result, insurance)))
+            return [exc] * len(jobs)
+        except Exception as exc:  # a bug must not lose the jobs: they are dead-lettered with its message
+            log.exception("verifying %s Patient(s) failed unexpectedly", len(jobs))
+            return [exc] * len(jobs)
+        self.breaker.record_success()
+        checks = self._cross_check(jobs, results) if self.insurance is not None else [None] * len(jobs)
+        return [Completion(job, result, check) for job, result, check in zip(jobs, results, checks)]
 
-    def _cross_check(self, job: ClaimedJob, result: VerificationResult) -> InsuranceCheck:
+    def _cross_check(self, jobs: list[ClaimedJob], results: list[VerificationResult]) -> list[InsuranceCheck]:
         started = time.perf_counter()
-        check = cross_check(self.insurance, job.claim, result)
-        if check.status != "skipped":  # no call was made
-            record_registry_call(INSURANCE_REGISTRY_NAME, "error" if check.status == "error" else "ok", time.perf_counter() - started)
-        return check
+        checks = cross_check_many(self.insurance, [(job.claim, result) for job, result in zip(jobs, results)])
+        made = [check for check in checks if check.status != "skipped"]  # skipped ones made no call
+        if made:
+            record_registry_call(INSURANCE_REGISTRY_NAME, "error" if any(c.status == "error" for c in made) else "ok",
+                                 time.perf_counter() - started)
+        return checks
 
     def _decide(self, job: ClaimedJob, answer: object) -> Completion | Reschedule:
         if isinstance(answer, Completion):
@@ -171,56 +192,59 @@ class VerificationWorker:
         stop = stop or threading.Event()
         outcomes: queues.SimpleQueue = queues.SimpleQueue()
         opts = self.options
-        in_flight = 0
+        calls = 0  # registry calls in flight
         with ThreadPoolExecutor(opts.concurrency, thread_name_prefix="verify") as pool:
             while True:
                 # Refill the free call slots first, then record what came back: the
                 # registry's latency, not our database round trips, should pace the calls.
-                claimed = 0 if stop.is_set() else self._claim_into(pool, outcomes, opts.concurrency - in_flight, in_flight)
-                in_flight += claimed
-                if in_flight == 0:
+                calls += 0 if stop.is_set() else self._claim_into(pool, outcomes, opts.concurrency - calls, calls)
+                if calls == 0:
                     if stop.is_set() or (until_idle and queued_count(self.engine) == 0):
                         return self.recorded
                     stop.wait(opts.poll_seconds)
                     continue
-                batch = self._gather(outcomes, wait=opts.poll_seconds)
-                in_flight -= len(batch)
-                if batch:
+                finished = self._gather(outcomes, wait=opts.poll_seconds)
+                calls -= len(finished)
+                if finished:
                     if not stop.is_set():
-                        more = self._claim_into(pool, outcomes, opts.concurrency - in_flight, in_flight)
-                        in_flight += more
-                    decided = [self._decide(job, answer) for job, answer in batch]
+                        calls += self._claim_into(pool, outcomes, opts.concurrency - calls, calls)
+                    decided = [self._decide(job, answer) for call in finished for job, answer in call]
                     done = record(self.engine, decided, worker=self.name, registry=REGISTRY_NAME)
                     self.recorded += done
                     if on_batch:
                         on_batch(done)
 
     def _claim_into(self, pool: ThreadPoolExecutor, outcomes: queues.SimpleQueue, free: int, in_flight: int) -> int:
-        """Claim up to `free` jobs and start their calls; returns how many."""
+        """Claim jobs for up to `free` calls and start the calls; returns how many calls."""
         if free <= 0 or not self.breaker.allows_calls():
             return 0
-        if self.breaker.probing:  # while half-open only the probe goes out
-            free = 0 if in_flight else 1
-        jobs = claim_jobs(self.engine, worker=self.name, limit=free, lease_seconds=self.options.lease_seconds) if free else []
-        for job in jobs:
-            pool.submit(self._verify, job, outcomes)
-        self.calls += len(jobs)
-        return len(jobs)
+        if self.breaker.probing:  # while half-open only the probe goes out, with one job
+            free, size = (0 if in_flight else 1), 1
+        else:
+            size = self.batch_size
+        jobs = claim_jobs(self.engine, worker=self.name, limit=free * size, lease_seconds=self.options.lease_seconds) if free else []
+        jobs.sort(key=lambda job: job.request_id or "")  # a request's jobs in the same call
+        batches = [jobs[start:start + size] for start in range(0, len(jobs), size)]
+        for batch in batches:
+            pool.submit(self._verify, batch, outcomes)
+        self.calls += len(batches)
+        return len(batches)
 
-    def _gather(self, outcomes: queues.SimpleQueue, *, wait: float) -> list[tuple[ClaimedJob, object]]:
-        batch = []
+    def _gather(self, outcomes: queues.SimpleQueue, *, wait: float) -> list[list[tuple[ClaimedJob, object]]]:
+        """The calls that finished: the first within `wait`, then any within the batch window."""
+        finished = []
         try:
-            batch.append(outcomes.get(timeout=wait) if wait else outcomes.get_nowait())
+            finished.append(outcomes.get(timeout=wait) if wait else outcomes.get_nowait())
         except queues.Empty:
-            return batch
+            return finished
         deadline = time.monotonic() + self.options.batch_window
-        while len(batch) < 500:
+        while sum(len(call) for call in finished) < 500:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(outcomes.get(timeout=remaining) if remaining > 0 else outcomes.get_nowait())
+                finished.append(outcomes.get(timeout=remaining) if remaining > 0 else outcomes.get_nowait())
             except queues.Empty:
                 break
-        return batch
+        return finished
 
 
 def run_worker(settings: Settings, engine: Engine, *, stop: threading.Event | None = None,
