@@ -100,11 +100,12 @@ def wait_until_done(engine, deadline: float) -> float:
         time.sleep(0.1)
 
 
-def measure_workers(url: str, wsdl: str, citizens, *, processes: int, concurrency: int) -> float:
+def measure_workers(url: str, wsdl: str, citizens, *, processes: int, concurrency: int, batch: int) -> float:
     load(url, citizens)
     engine = make_engine(url)
     env = {**os.environ, "VAXHUB_DATABASE_URL": url, "VAXHUB_AUTO_MIGRATE": "false",
-           "VAXHUB_POPULATION_REGISTRY_WSDL": wsdl, "VAXHUB_VERIFICATION_CONCURRENCY": str(concurrency)}
+           "VAXHUB_POPULATION_REGISTRY_WSDL": wsdl, "VAXHUB_VERIFICATION_CONCURRENCY": str(concurrency),
+           "VAXHUB_VERIFICATION_BATCH_SIZE": str(batch)}
     # Workers start (imports, WSDL) before the clock does: they are long-running services.
     workers = [subprocess.Popen([sys.executable, "-m", "vaxhub.hub.cli", "worker", "--name", f"bench-{i}"],
                                 env={**env, "VAXHUB_VERIFICATION_LEASE_SECONDS": "60"},
@@ -122,12 +123,13 @@ def measure_workers(url: str, wsdl: str, citizens, *, processes: int, concurrenc
     return elapsed
 
 
-def measure_client_alone(wsdl: str, citizens, concurrency: int) -> float:
+def measure_client_alone(wsdl: str, citizens, concurrency: int, batch: int) -> float:
     registry = build_population_registry(load_settings(population_registry_wsdl=wsdl), concurrency=concurrency)
     claims = [PersonClaim(c.full_name, c.birth_date, c.sex, cccd=c.cccd) for c in citizens]
+    calls = [claims[start:start + batch] for start in range(0, len(claims), batch)]
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(registry.verify, claims))
+        list(pool.map(registry.verify_many if batch > 1 else lambda call: [registry.verify(c) for c in call], calls))
     return time.perf_counter() - started
 
 
@@ -150,6 +152,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight per worker process")
+    parser.add_argument("--batch", type=int, default=20, help="Patients per VerifyCitizens call (1: one VerifyCitizen each)")
     parser.add_argument("--serve-simulator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,13 +172,14 @@ def main() -> None:
         total = args.processes * args.concurrency
         url, drop = fresh_database(args.postgres_url)
         try:
-            elapsed = measure_workers(url, wsdl, citizens, processes=args.processes, concurrency=args.concurrency)
+            elapsed = measure_workers(url, wsdl, citizens, processes=args.processes, concurrency=args.concurrency, batch=args.batch)
         finally:
             drop()
-        rows.append((f"vaxhub worker × {args.processes} ({args.concurrency} calls in flight each), PostgreSQL queue",
+        per_call = f", {args.batch} Patients per call" if args.batch > 1 else ""
+        rows.append((f"vaxhub worker × {args.processes} ({args.concurrency} calls in flight each{per_call}), PostgreSQL queue",
                      len(citizens) / elapsed))
-        peer = measure_client_alone(wsdl, citizens, total)
-        rows.append((f"peer: SOAP client alone, {total} calls in flight, no queue", len(citizens) / peer))
+        peer = measure_client_alone(wsdl, citizens, total, args.batch)
+        rows.append((f"peer: SOAP client alone, {total} calls in flight{per_call}, no queue", len(citizens) / peer))
         url, drop = fresh_database(args.postgres_url)
         try:
             fake = measure_fake(url, citizens)

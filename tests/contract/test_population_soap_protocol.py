@@ -10,6 +10,7 @@ from lxml import etree
 
 from vaxhub.adapters.errors import RegistryProtocolError
 from vaxhub.adapters.population_soap import SHIPPED_WSDL, SoapPopulationRegistry
+from vaxhub.adapters.ports import PersonClaim
 from vaxhub.adapters.registry_data import SAMPLE_CITIZENS
 from vaxhub.adapters.simulators.background import serve_in_background
 from vaxhub.adapters.simulators.population_soap_server import MAX_BODY_BYTES
@@ -221,3 +222,25 @@ def test_zeep_consumes_the_served_wsdl_with_xml_hardening(sims):
 def test_client_built_from_the_served_wsdl_calls_the_served_address(sims):
     client = SoapPopulationRegistry(sims.population_wsdl_url)
     assert client.lookup_by_old_id(AN.cmnd) == AN.cccd
+
+
+def test_a_batch_reply_that_leaves_a_claim_unanswered_is_a_protocol_error(sims):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def drop_last_verdict(request):
+        answered = await sims.population.answer(await request.body())
+        document = etree.fromstring(answered.body)
+        results = document.findall(".//{urn:vaxhub:population-registry:v1}result")
+        results[-1].getparent().remove(results[-1])
+        return Response(etree.tostring(document), media_type="text/xml")
+
+    claims = [PersonClaim(c.full_name, c.birth_date, c.sex, cccd=c.cccd) for c in SAMPLE_CITIZENS]
+    with serve_in_background(Starlette(routes=[Route("/", drop_last_verdict, methods=["POST"])])) as server:
+        client = SoapPopulationRegistry(address=server.url + "/", timeout=2.0)
+        assert client.verifies_in_batches
+        with pytest.raises(RegistryProtocolError, match="each claim once"):
+            client.verify_many(claims)
+    honest = SoapPopulationRegistry(sims.population_wsdl_url, timeout=2.0)
+    assert [r.status for r in honest.verify_many(claims)] == [honest.verify(c).status for c in claims]

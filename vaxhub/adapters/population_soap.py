@@ -19,6 +19,11 @@ timeout is `RegistryTimeout`, a refused connection `RegistryUnavailable`, a
 fault `Server.Throttled` (or HTTP 429) `RegistryThrottled`, any other SOAP
 Fault (SOAP 1.1 §4.4) `RegistryFault` with its faultcode.
 
+`verify_many` sends up to `BATCH_LIMIT` claims in one `VerifyCitizens` call
+when the WSDL offers it (each claim numbered by its position, each verdict
+matched back by that `ref`; a reply that does not answer every claim once is
+a `RegistryProtocolError`), and falls back to one `VerifyCitizen` each.
+
 A sync client suffices here: verification runs in the hub's outbox workers,
 never inside a request a hospital waits on.
 """

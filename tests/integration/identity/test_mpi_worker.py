@@ -85,6 +85,41 @@ def test_two_workers_split_the_queue_and_link_each_record_once_into_one_person(h
     assert stale == 0
 
 
+def test_a_running_worker_rebuilds_goldens_on_its_own_thread_while_it_links(hub, site, engine, mpi):
+    records = write_people(site, 10)
+    worker = LinkWorker(mpi, batch=4, backoff_seconds=0)
+    original = worker.refresh_stale
+    rebuilt_on: set[str] = set()
+
+    def refresh_stale(limit: int = 50) -> int:
+        rebuilt_on.add(threading.current_thread().name)
+        return original(limit)
+
+    worker.refresh_stale = refresh_stale  # type: ignore[method-assign]
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop,), kwargs={"poll_seconds": 0.02}, name="linking")
+    running.start()
+    try:
+        for _ in range(600):
+            with engine.connect() as conn:
+                queued = conn.execute(select(func.count()).select_from(RECORD).where(RECORD.c.state != "linked")).scalar_one()
+                stale = conn.execute(select(func.count()).select_from(PERSON).where(PERSON.c.golden_stale.is_(True))).scalar_one()
+            if queued == 0 and stale == 0 and worker.linked == len(records):
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        running.join(30)
+    assert not running.is_alive()
+    assert worker.linked == len(records) and queued == 0 and stale == 0
+    assert rebuilt_on == {"mpi-goldens"}  # never on the linking thread
+    with engine.connect() as conn:
+        persons = set(conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id.in_(list(records)))).scalars())
+    assert len(persons) == 10
+    for person in persons:  # each person's golden Patient is stored
+        assert mpi.store.read("Patient", person).content["identifier"][0]["system"] == PERSON_SYSTEM
+
+
 def test_a_claimed_batch_is_skipped_by_another_worker(site, engine, backend):
     if backend != "postgresql":
         pytest.skip("SKIP LOCKED is PostgreSQL's")

@@ -25,7 +25,9 @@ Each pass:
    without the lock, so one worker rebuilds while another links): a person
    receiving three records in one pass is rewritten once. A link batch
    marking a person waits for a rebuild holding it, so the limit is kept
-   small.
+   small. A long-running worker (`run` without `until_idle`, as `vaxhub mpi
+   work` runs it) rebuilds them on a second thread instead, so that the
+   linking passes, which hold the index's lock, do not stop for them.
 
 Old-CMND look-ups at the population registry (when one is configured) are
 made before the transaction, for the records the pass may claim; the claim
@@ -183,19 +185,42 @@ class LinkWorker:
 
     def run(self, stop: threading.Event | None = None, *, until_idle: bool = False, poll_seconds: float = 0.5,
             on_batch: Callable[[int], None] | None = None) -> int:
-        """Work until `stop` is set (or, with `until_idle`, until nothing is queued); returns records linked."""
+        """Work until `stop` is set (or, with `until_idle`, until nothing is queued); returns records linked.
+
+        Until idle, each pass rebuilds the goldens it made stale before the
+        next; otherwise a second thread rebuilds them while passes link."""
         stop = stop or threading.Event()
-        while not stop.is_set():
-            done = self.run_once()
-            if on_batch and done:
-                on_batch(done)
-            if done == 0:
-                if until_idle:
-                    break
-                stop.wait(poll_seconds)
+        halt = threading.Event()  # this run is over (stopped, or failed): the golden thread ends too
+        goldens = None
+        if not until_idle:
+            goldens = threading.Thread(target=self._rebuild_goldens_until, args=(stop, halt, poll_seconds), name="mpi-goldens", daemon=True)
+            goldens.start()
+        try:
+            while not stop.is_set():
+                done = self.run_once(rebuild_goldens=goldens is None)
+                if on_batch and done:
+                    on_batch(done)
+                if done == 0:
+                    if until_idle:
+                        break
+                    stop.wait(poll_seconds)
+        finally:
+            halt.set()
+            if goldens is not None:
+                goldens.join()
         return self.linked
 
-    def run_once(self) -> int:
+    def _rebuild_goldens_until(self, stop: threading.Event, halt: threading.Event, poll_seconds: float) -> None:
+        while not (stop.is_set() or halt.is_set()):
+            try:
+                rebuilt = self.refresh_stale()
+            except Exception:  # a defect or a lost database: the persons stay marked stale for the next try
+                log.exception("rebuilding golden Patients failed")
+                rebuilt = 0
+            if not rebuilt:
+                halt.wait(poll_seconds)
+
+    def run_once(self, *, rebuild_goldens: bool = True) -> int:
         watch_verifications(self.mpi.engine, seen=self._seen_results)
         now = utcnow()
         linker = self.mpi.linker()
@@ -207,7 +232,7 @@ class LinkWorker:
             ).scalars())
             old_ids = linker.resolve_old_ids(conn, due) if due and linker.registry is not None else {}
         done = self.link_batch(linker, now, among=due if linker.registry is not None else None, old_ids=old_ids) if due else 0
-        return done + self.refresh_stale()
+        return done + (self.refresh_stale() if rebuild_goldens else 0)
 
     def link_batch(self, linker: Linker, now, *, among: list[str] | None = None, old_ids: dict[str, str | None] | None = None) -> int:
         """Claim and link up to `batch` queued records in one transaction; returns how many were claimed.
