@@ -107,8 +107,10 @@ def _ping_when_idle(engine: Engine) -> None:
     def _ping_if_idle(dbapi_conn, record, _proxy) -> None:  # noqa: ANN001
         since = record.info.get("idle_since")
         if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
-            if not engine.dialect._do_ping_w_event(dbapi_conn):
-                raise exc.DisconnectionError("the pooled connection did not answer a ping")  # the pool connects anew
+            try:
+                engine.dialect.do_ping(dbapi_conn)
+            except engine.dialect.loaded_dbapi.Error as err:  # the pool discards it and connects anew
+                raise exc.DisconnectionError("the pooled connection did not answer a ping") from err
 
 
 def alembic_config(url: str) -> Config:
