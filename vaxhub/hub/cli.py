@@ -334,10 +334,12 @@ def mllp(
 
     from vaxhub.hub.ingest.mllp import serve_mllp
     from vaxhub.hub.ingest.vxu import VxuReceiver
+    from vaxhub.hub.logging_setup import configure_logging
     from vaxhub.hub.storage.engine import make_engine, upgrade
     from vaxhub.hub.storage.store import FhirStore
 
     settings = load_settings()
+    configure_logging(settings.effective_log_format(), settings.log_level)  # a long-running service: JSON lines in production
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     if settings.auto_migrate:
         upgrade(engine)
@@ -362,10 +364,12 @@ def import_command(
 
     from vaxhub.errors import VaxhubError
     from vaxhub.hub.ingest.imports import ImportJobs, import_file
+    from vaxhub.hub.logging_setup import configure_logging
     from vaxhub.hub.storage.engine import make_engine, upgrade
     from vaxhub.hub.storage.store import FhirStore
 
     settings = load_settings()
+    configure_logging(settings.effective_log_format(), settings.log_level)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     if settings.auto_migrate:
         upgrade(engine)

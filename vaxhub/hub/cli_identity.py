@@ -40,8 +40,10 @@ def work(
     from vaxhub.hub.audit.trail import AuditTrail
     from vaxhub.hub.mpi.service import MasterPatientIndex
     from vaxhub.hub.mpi.worker import LinkWorker
+    from vaxhub.hub.logging_setup import configure_logging
 
     settings, engine = _engine()
+    configure_logging(settings.effective_log_format(), settings.log_level)  # a long-running service: JSON lines in production
     registry = None
     if settings.population_registry_wsdl:
         from vaxhub.hub.verification.worker import build_population_registry
