@@ -118,7 +118,21 @@ _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 class _HubHandler(logging.StreamHandler):
-    """The root handler `configure_logging` installs (and replaces when called again)."""
+    """The root handler `configure_logging` installs (and replaces when called again).
+
+    Given no stream, it writes to whatever `sys.stderr` is when a line is
+    emitted, not to the one of the moment it was installed: a command run
+    in-process (a test's `CliRunner`) swaps `sys.stderr` for its own and
+    closes it afterwards."""
+
+    def __init__(self, stream: TextIO | None = None):
+        super().__init__(stream or sys.stderr)
+        self._follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr  # under the handler's lock (Handler.handle)
+        super().emit(record)
 
 
 def make_handler(fmt: str, stream: TextIO | None = None) -> logging.Handler:
@@ -134,7 +148,7 @@ def configure_logging(fmt: str = "text", level: str = "INFO", *, stream: TextIO 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _HubHandler)]:
         root.removeHandler(old)
-    handler = _HubHandler(stream or sys.stderr)
+    handler = _HubHandler(stream)
     handler.setFormatter(LOG_FORMATS[fmt]())
     root.addHandler(handler)
     root.setLevel(level.upper())

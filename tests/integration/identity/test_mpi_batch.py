@@ -64,7 +64,7 @@ def test_the_cli_relinks_the_whole_index_and_reports(engine, stored, monkeypatch
     monkeypatch.setenv("VAXHUB_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     result = CliRunner().invoke(cli, ["mpi", "relink", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.stdout)  # the report on stdout; log lines go to stderr
     assert report["records"] == len(stored) and report["moved"] == len(stored)
     found = persons(engine)
     precision, recall, wrong = pair_quality(stored, found)
@@ -76,7 +76,7 @@ def test_the_cli_relinks_the_whole_index_and_reports(engine, stored, monkeypatch
 
     stats = CliRunner().invoke(cli, ["mpi", "stats", "--json"])
     assert stats.exit_code == 0, stats.output
-    counts = json.loads(stats.output[stats.output.index("{"):])
+    counts = json.loads(stats.stdout)
     assert counts["persons"]["active"] == len(set(persons(engine).values())) and counts["golden_stale"] == 0
     assert counts["records"] == {"linked": len(stored), "queued": 0, "failed": 0}
 

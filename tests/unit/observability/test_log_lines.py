@@ -141,3 +141,21 @@ def test_the_http_clients_request_lines_stay_out_of_the_log_unless_debugging():
     finally:
         client.setLevel(logging.NOTSET)
         root.setLevel(logging.WARNING)
+
+
+def test_the_hub_handler_writes_to_the_stderr_of_the_moment(monkeypatch):
+    import sys
+
+    handler = configure_logging("text", "INFO")
+    try:
+        swapped = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", swapped)  # as a CliRunner does for one command
+        logging.getLogger("vaxhub.test").info("during the command")
+        swapped.close()  # the runner closes its stream when the command ends
+        monkeypatch.undo()
+        later = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", later)
+        logging.getLogger("vaxhub.test").info("after the command")
+        assert "after the command" in later.getvalue() and "Logging error" not in later.getvalue()
+    finally:
+        logging.getLogger().removeHandler(handler)
