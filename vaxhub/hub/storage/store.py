@@ -3,8 +3,9 @@
 Reads go through `FhirStore`; writes go through a `Writer`, a unit of work on
 one database transaction. A single REST create is a writer with one
 operation; a transaction Bundle is one writer with many, so either all of it
-is stored or none. Inserts are buffered and written with one multi-row
-statement per table at `flush()`, which is what makes bulk ingestion fast.
+is stored or none. Inserts are buffered and written at `flush()`: on
+PostgreSQL every table's rows in one statement (`bulk.insert_rows`), which
+is what makes bulk ingestion fast and a one-dose unit a few round trips.
 
 Uniqueness of business identifiers is enforced by the `identifier_claim`
 table's primary key. Its violation inside a race surfaces as
@@ -126,8 +127,10 @@ class WriteListener(Protocol):
     """Work that must commit or roll back with the resources (outbox jobs, audit).
 
     `after_write` runs for every version a unit stores, `before_commit` once when
-    the unit's rows are flushed and it is about to commit. Both may add rows
-    through `writer.conn`; raising aborts the whole unit.
+    the unit's work is done, just before its buffered rows are flushed and it
+    commits. Both may add rows through `writer.conn` (at once) or
+    `writer.insert_later` (with the unit's own rows); raising aborts the whole
+    unit.
     """
 
     def after_write(self, writer: "Writer", stored: Stored, previous: Stored | None) -> None: ...

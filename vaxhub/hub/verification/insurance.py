@@ -52,15 +52,11 @@ def _lookup_key(claim: PersonClaim, result: VerificationResult) -> dict[str, str
     return None
 
 
-def cross_check(insurance: SocialInsurance, claim: PersonClaim, result: VerificationResult) -> InsuranceCheck:
-    """Look the person up in the social insurance registry and compare name,
-    birth date (at the precision both know) and sex with the claim."""
-    return cross_check_many(insurance, [(claim, result)])[0]
-
-
 def cross_check_many(insurance: SocialInsurance, checks: Sequence[tuple[PersonClaim, VerificationResult]]) -> list[InsuranceCheck]:
-    """`cross_check` for many people: one `lookup_many` call when the client
-    has it (the REST client does), else one lookup each."""
+    """Look each person up in the social insurance registry and compare name,
+    birth date (at the precision both know) and sex with their claim: one
+    `lookup_many` call when the client has it (the REST client does), else
+    one lookup each."""
     outcomes: list[InsuranceCheck | None] = [None] * len(checks)
     asked: list[tuple[int, dict[str, str]]] = []
     for index, (claim, result) in enumerate(checks):
