@@ -71,3 +71,22 @@ def test_nothing_to_insert_sends_nothing(engine, tables):
     with engine.begin() as conn:
         bulk.insert_rows(conn, [(PARENT, []), (CHILD, [])])
     assert _read(engine) == ([], [])
+
+
+@pytest.mark.parametrize("copy_above", [bulk.COPY_ABOVE_ROWS, 2], ids=["one-statement", "executemany"])
+def test_upserted_rows_replace_only_the_named_columns_of_rows_already_there(engine, tables, monkeypatch, copy_above):
+    monkeypatch.setattr(bulk, "COPY_ABOVE_ROWS", copy_above)
+    with engine.begin() as conn:
+        bulk.insert_rows(conn, [(PARENT, _parents(3))])
+    replace = bulk.Upsert(PARENT, ("key",), ("number", "doc"))
+    changed = [{"key": "p1", "number": 41, "flag": None, "at": None, "doc": {"again": True}},
+               {"key": "p9", "number": 9, "flag": True, "at": datetime(2022, 1, 2, 3, 4), "doc": None}]
+    with engine.begin() as conn:
+        bulk.insert_rows(conn, [(CHILD, [{"key": "c1", "note": "with it"}]), (replace, changed)])
+    parents, children = _read(engine)
+    by_key = {p["key"]: p for p in parents}
+    # p1 keeps its flag and time (not named), takes the new number and document.
+    assert by_key["p1"] == {"key": "p1", "number": 41, "flag": False, "at": datetime(2021, 8, 1, 9, 1), "doc": {"again": True}}
+    assert by_key["p9"] == changed[1]  # a new key is inserted whole
+    assert by_key["p0"] == _parents(1)[0] and set(by_key) == {"p0", "p1", "p2", "p9"}
+    assert children == [{"key": "c1", "note": "with it"}]

@@ -16,12 +16,12 @@ treat as proof of two people.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, bindparam, select
 
-from vaxhub.hub.mpi.frequencies import load_frequencies
+from vaxhub.hub.mpi.frequencies import IndexFrequencies, load_frequencies
 from vaxhub.hub.storage.mpi_tables import MpiBlockRow, MpiRecordRow
 from vaxhub.identity.keys import MatchKeys, blocking_keys
 from vaxhub.identity.comparisons import compare, prepare
@@ -99,13 +99,28 @@ def fetch_candidates(conn: Connection, keys: list[str], *, besides: str | None =
     when together they hold more than `limit` records (a clinic's phone typed
     for every patient must not crowd out the real candidates)."""
     keys = sorted(set(keys))
-    filed_under = conn.execute(_FILED, {"keys": keys}).all() if keys else []
+    filed_under = [(r.key, r.record_id) for r in conn.execute(_FILED, {"keys": keys})] if keys else []
+
+    def linked(filed: list[str], most: int) -> list[Candidate]:
+        rows = conn.execute(_CANDIDATES, {"filed": filed, "besides": besides or "", "limit": most}).all()
+        return [Candidate(r.record_id, r.person_id, Evidence(MatchKeys.from_document(r.match_keys), r.verified_cccd, r.registry_cccd)) for r in rows]
+
+    return select_candidates(keys, filed_under, linked, besides=besides, limit=limit)
+
+
+def select_candidates(keys: list[str], filed_under: list[tuple[str, str]], linked: Callable[[list[str], int], list[Candidate]], *,
+                      besides: str | None, limit: int = CANDIDATE_LIMIT) -> list[Candidate]:
+    """`fetch_candidates` on (key, record id) pairs already read: `linked(ids,
+    most)` gives at most `most` of those records that are linked, with their
+    evidence. Ordered by record id, so that ties between a person's records
+    are broken the same way wherever the rows came from."""
+    keys = sorted(set(keys))
     while keys:
-        filed = sorted({r.record_id for r in filed_under if r.key in keys} - {besides})
-        rows = conn.execute(_CANDIDATES, {"filed": filed, "besides": besides or "", "limit": limit + 1}).all() if filed else []
-        if len(rows) <= limit:
-            return [Candidate(r.record_id, r.person_id, Evidence(MatchKeys.from_document(r.match_keys), r.verified_cccd, r.registry_cccd)) for r in rows]
-        sizes = Counter(r.key for r in filed_under)
+        filed = sorted({record_id for key, record_id in filed_under if key in keys} - {besides})
+        found = linked(filed, limit + 1) if filed else []
+        if len(found) <= limit:
+            return sorted(found, key=lambda c: c.record_id)
+        sizes = Counter(key for key, _record_id in filed_under)
         keys.remove(max(keys, key=lambda k: sizes.get(k, 0)))
     return []
 
@@ -117,17 +132,19 @@ def score_persons(
     candidates: Iterable[Candidate],
     *,
     excluded_persons: set[str] = frozenset(),
+    frequencies: IndexFrequencies | None = None,
 ) -> list[PersonMatch]:
     """Each candidate person's best score against `incoming`, best first.
 
     Pairs are weighed on the core's fast path (`MatchModel.pair_weight`, as the
     batch linker does); the reasons an operator reads are worked out for each
     person's best pair only. Term frequencies matter only where two values
-    agree, so only the incoming record's values are loaded."""
+    agree, so only the incoming record's values are loaded (or taken from
+    `frequencies`, read for a whole batch)."""
     candidates = [c for c in candidates if c.person_id not in excluded_persons]
     if not candidates:
         return []
-    tf = load_frequencies(conn, [incoming.keys], model)
+    tf = frequencies or load_frequencies(conn, [incoming.keys], model)
     tf_in = model.tf_logs(incoming.keys, tf)
     prepared_in = prepare(incoming.keys)
     best: dict[str, tuple[tuple, Candidate]] = {}
@@ -164,16 +181,25 @@ _MEMBERS = select(RECORD.c.record_id, RECORD.c.match_keys, RECORD.c.verified_ccc
     RECORD.c.person_id == bindparam("person_id"), RECORD.c.match_keys.is_not(None))
 
 
-def contradicting_record(conn: Connection, model: MatchModel, incoming: Evidence, person_id: str) -> str | None:
+def contradicting_record(conn: Connection, model: MatchModel, incoming: Evidence, person_id: str,
+                         members: Iterable[tuple[str, Evidence]] | None = None) -> str | None:
     """A record of the person that the hard rules say is another person than
     `incoming` (a different CCCD or BHXH number), among all its records, not
-    only those that shared a block: linking must not join two numbers."""
-    for row in conn.execute(_MEMBERS, {"person_id": person_id}):
-        other = Evidence(MatchKeys.from_document(row.match_keys), row.verified_cccd, row.registry_cccd)
+    only those that shared a block: linking must not join two numbers.
+    `members` are the person's (record id, evidence) pairs when already read."""
+    if members is None:
+        members = person_members(conn, person_id)
+    for record_id, other in members:
         mine, theirs = incoming.against(other), other.against(incoming)
         if rule_verdict(compare(prepare(mine), prepare(theirs))) == EXCLUDED:
-            return row.record_id
+            return record_id
     return None
+
+
+def person_members(conn: Connection, person_id: str) -> list[tuple[str, Evidence]]:
+    """The person's records that hold match keys, with their evidence."""
+    return [(row.record_id, Evidence(MatchKeys.from_document(row.match_keys), row.verified_cccd, row.registry_cccd))
+            for row in conn.execute(_MEMBERS, {"person_id": person_id})]
 
 
 _GRADE_RANK = {"certain": 3, "probable": 2, "possible": 1, "no-match": 0}

@@ -21,12 +21,11 @@ import weakref
 from datetime import timedelta
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vaxhub.errors import Forbidden
 from vaxhub.hub.mpi.golden import RESERVED_SYSTEMS, is_golden
 from vaxhub.hub.observability.request_context import current_request_id
+from vaxhub.hub.storage.bulk import Upsert
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 from vaxhub.hub.storage.store import Stored, Writer
 from vaxhub.hub.verification.claims import person_claim
@@ -73,26 +72,22 @@ class LinkEnqueuer:
             records = self._pending.pop(writer, None)
         if not records:
             return
-        waiting = sorted(r for r, verifying in records.items() if verifying and self.verification_wait)
-        now = sorted(r for r in records if r not in waiting)
-        if now:
-            queue_records(writer.conn, now, writer.now)
-        if waiting:
-            queue_records(writer.conn, waiting, writer.now + self.verification_wait)
+        rows = [_queued(r, writer.now + self.verification_wait if verifying and self.verification_wait else writer.now)
+                for r, verifying in sorted(records.items())]
+        writer.insert_later(QUEUE_RECORDS, rows)  # in the unit's one statement, with its resources
+
+
+# A row that exists keeps its link until the worker decides.
+QUEUE_RECORDS = Upsert(RECORD, ("record_id",), ("state", "queued_at", "attempts", "last_error", "request_id"))
+
+
+def _queued(record_id: str, at) -> dict:  # noqa: ANN001 - a datetime
+    # The request id bound now (the API request that wrote the Patient; none for
+    # the workers' own re-queues) goes with the row for the worker's logs.
+    return {"record_id": record_id, "state": "queued", "queued_at": at, "locked": False, "attempts": 0, "last_error": None,
+            "request_id": current_request_id()}
 
 
 def queue_records(conn: Connection, record_ids: list[str], now) -> None:
-    """Queue records for (re)linking; a row that exists keeps its link until the worker decides.
-
-    The request id bound now (the API request that wrote the Patient; none for
-    the workers' own re-queues) goes with the row for the worker's logs."""
-    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(RECORD)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[RECORD.c.record_id],
-        set_={"state": "queued", "queued_at": stmt.excluded.queued_at, "attempts": 0, "last_error": None,
-              "request_id": stmt.excluded.request_id},
-    )
-    request_id = current_request_id()
-    conn.execute(stmt, [{"record_id": r, "state": "queued", "queued_at": now, "locked": False, "attempts": 0,
-                         "request_id": request_id} for r in record_ids])
+    """Queue records for (re)linking; a row that exists keeps its link until the worker decides."""
+    QUEUE_RECORDS.execute(conn, [_queued(r, now) for r in record_ids])

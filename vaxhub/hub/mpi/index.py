@@ -31,6 +31,7 @@ from vaxhub.hub.storage.mpi_tables import (
     MpiRecordRow,
     MpiReviewRow,
 )
+from vaxhub.hub.storage.bulk import insert_rows
 from vaxhub.hub.storage.store import RESOURCE, Writer
 from vaxhub.identity.keys import MatchKeys
 
@@ -52,6 +53,32 @@ _MARK_STALE = update(PERSON).where(PERSON.c.person_id.in_(bindparam("persons", e
 _INSERT_BLOCKS = text("INSERT INTO mpi_block (key, record_id) SELECT unnest(CAST(:keys AS text[])), :record_id")
 # pg_advisory_xact_lock key of membership changes ("vaxmpi" in ASCII).
 MPI_LOCK_KEY = 0x76_61_78_6D_70_69
+
+
+class LinkWrites:
+    """The membership writes of a link batch (new persons, blocks, links),
+    kept to go out together: before anything reads or writes the index in
+    another way (`PersonIndex.conn` sends them first) and when the batch ends.
+    A batch of a hundred records then costs a handful of statements instead
+    of three round trips per record."""
+
+    def __init__(self) -> None:
+        self.persons: list[dict] = []
+        self.unfiled: list[str] = []  # records whose blocks are replaced
+        self.blocks: list[dict] = []
+        self.places: list[dict] = []
+
+    def write(self, conn) -> None:  # noqa: ANN001 - a connection
+        if self.unfiled:
+            conn.execute(delete(BLOCK).where(BLOCK.c.record_id.in_(self.unfiled)))
+        insert_rows(conn, [(PERSON, self.persons), (BLOCK, self.blocks)])
+        # One executemany per set of columns (a link an operator placed keeps its method).
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for params in self.places:
+            groups.setdefault(tuple(sorted(params)), []).append(params)
+        for rows in groups.values():
+            conn.execute(_PLACE, rows)
+        self.persons, self.unfiled, self.blocks, self.places = [], [], [], []
 
 
 @dataclass(frozen=True)
@@ -85,15 +112,24 @@ def record_state(row: Any) -> RecordState:
 
 class PersonIndex:
     def __init__(self, writer: Writer, actor: str, *, inline_golden: bool = True, events: list[dict] | None = None,
-                 terms: TermChanges | None = None):
+                 terms: TermChanges | None = None, writes: LinkWrites | None = None):
         self.writer = writer
-        self.conn = writer.conn
+        self._conn = writer.conn
         self.now = writer.now
         self.actor = actor
         self.inline_golden = inline_golden  # else: persons are marked stale for the worker
         self.touched: set[str] = set()
         self.events = events  # given: history events are kept here for `write_events` (one statement for a batch)
         self.terms = terms  # given: term count changes are kept here for one upsert per batch
+        self.writes = writes  # given: new persons, blocks and links are kept here (see `LinkWrites`)
+
+    @property
+    def conn(self):  # noqa: ANN201 - a connection
+        """The unit's connection, once the kept writes have gone out: whatever
+        uses it then sees every link the batch made."""
+        if self.writes is not None:
+            self.writes.write(self._conn)
+        return self._conn
 
     def count_terms(self, *, added: Sequence[MatchKeys] = (), removed: Sequence[MatchKeys] = ()) -> None:
         if self.terms is None:
@@ -149,8 +185,12 @@ class PersonIndex:
 
     def new_person(self) -> str:
         person_id = self.writer.store.new_id()
-        self.conn.execute(insert(PERSON).values(person_id=person_id, state="active", merged_into=None, golden_stale=not self.inline_golden,
-                                                created_at=self.now, updated_at=self.now))
+        row = {"person_id": person_id, "state": "active", "merged_into": None, "golden_stale": not self.inline_golden,
+               "created_at": self.now, "updated_at": self.now}
+        if self.writes is not None:
+            self.writes.persons.append(row)
+        else:
+            self.conn.execute(insert(PERSON).values(**row))
         self.touched.add(person_id)
         return person_id
 
@@ -158,7 +198,11 @@ class PersonIndex:
         """Put a record in a person (its row must exist), with how it got there."""
         if previous is _UNKNOWN:
             previous = self.conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id == record_id)).scalar()
-        self.conn.execute(_PLACE, {"b_record_id": record_id, "person_id": person_id, "linked_at": self.now, **link})
+        params = {"b_record_id": record_id, "person_id": person_id, "linked_at": self.now, **link}
+        if self.writes is not None:
+            self.writes.places.append(params)
+        else:
+            self.conn.execute(_PLACE, params)
         self.touched.update(p for p in (previous, person_id) if p)
 
     def set_person_state(self, person_id: str, state: str, merged_into: str | None = None) -> None:
@@ -225,11 +269,16 @@ class PersonIndex:
     def replace_blocks(self, record_id: str, old: list[str], new: list[str], *, first: bool = False) -> None:
         if set(old) == set(new) and not first:
             return
+        keys = [key[:160] for key in dict.fromkeys(new)]
+        if self.writes is not None:
+            if not first:
+                self.writes.unfiled.append(record_id)
+            self.writes.blocks += [{"key": key, "record_id": record_id} for key in keys]
+            return
         if not first:
             self.conn.execute(delete(BLOCK).where(BLOCK.c.record_id == record_id))
-        if not new:
+        if not keys:
             return
-        keys = [key[:160] for key in dict.fromkeys(new)]
         if self.conn.dialect.name == "postgresql":  # one prepared statement whatever the number of keys
             self.conn.execute(_INSERT_BLOCKS, {"keys": keys, "record_id": record_id})
         else:

@@ -27,13 +27,14 @@ import logging
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, delete, insert, or_, select, union_all, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from vaxhub.adapters.ports import PopulationRegistry
-from vaxhub.hub.mpi.candidates import Evidence, PersonMatch, contradicting_record, fetch_candidates, score_persons
+from vaxhub.hub.mpi.candidates import Evidence, PersonMatch, contradicting_record, score_persons
 from vaxhub.hub.mpi.frequencies import TermChanges
 from vaxhub.hub.mpi.golden import is_golden
-from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, REVIEW, PersonIndex, RecordState, record_state
+from vaxhub.hub.mpi.reads import IndexReads
+from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, REVIEW, LinkWrites, PersonIndex, RecordState, record_state
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import RESOURCE, Writer
 from vaxhub.identity.keys import match_keys
@@ -79,45 +80,6 @@ def registry_views(conn, record_ids: list[str]) -> dict[str, RegistryView]:
         if row.result_version is not None and row.result_version == row.patient_version and row.registry_id:
             views[row.patient_id] = RegistryView(row.registry_id if row.result_status == "verified" else None, row.registry_id)
     return views
-
-
-_FILED_UNDER = select(BLOCK.c.record_id).where(BLOCK.c.key == bindparam("key"))
-
-
-def _verified_holder_statement(filed: bool):
-    cccd, besides = bindparam("cccd"), bindparam("besides")
-    linked = RECORD.c.person_id.is_not(None) & (RECORD.c.record_id != besides)
-    by_column = select(RECORD.c.record_id, RECORD.c.person_id).where(RECORD.c.verified_cccd == cccd, linked)
-    if not filed:
-        return by_column
-    by_registry = (
-        select(RECORD.c.record_id, RECORD.c.person_id)
-        .select_from(RECORD.join(JOB, JOB.c.patient_id == RECORD.c.record_id))
-        .where(RECORD.c.record_id.in_(bindparam("filed", expanding=True)), JOB.c.result_status == "verified", JOB.c.registry_id == cccd,
-               JOB.c.result_version == JOB.c.patient_version, linked)
-    )
-    return union_all(by_column, by_registry)
-
-
-_VERIFIED_HOLDER = {filed: _verified_holder_statement(filed) for filed in (True, False)}
-
-
-def verified_holder(conn, cccd: str, *, besides: str) -> str | None:
-    """The person of a record the registry verified as this CCCD's holder:
-    one linked with it, or one filed under it whose verification says so now
-    (so two records verified together join whichever is linked first); of
-    several, the one of the lowest record id.
-
-    Index lookups whatever the planner's statistics: the records filed under
-    the CCCD are read first and named in the second query, which is two
-    primary-key or index lookups, never `verified_cccd = … OR record_id IN
-    (…)` (planned as a walk over every record of the index), and the few rows
-    are ordered here (`ORDER BY record_id LIMIT 1` invites a walk along the
-    primary key)."""
-    filed = list(conn.execute(_FILED_UNDER, {"key": f"id:{cccd}"}).scalars())
-    params = {"cccd": cccd, "besides": besides} | ({"filed": filed} if filed else {})
-    rows = conn.execute(_VERIFIED_HOLDER[bool(filed)], params).all()
-    return min(rows, key=lambda r: r.record_id).person_id if rows else None
 
 
 @dataclass(frozen=True)
@@ -230,7 +192,7 @@ class Linker:
     def link_record(self, writer: Writer, record_id: str, *, old_id_cccd: str | None = None, actor: str = LINKER,
                     only_if_queued: bool = False, inline_golden: bool = True, stale: set[str] | None = None,
                     events: list[dict] | None = None, locked: bool = False, terms: TermChanges | None = None,
-                    read: _Found | None = None) -> LinkOutcome | None:
+                    read: _Found | None = None, reads: IndexReads | None = None, writes: LinkWrites | None = None) -> LinkOutcome | None:
         """Link (or re-link) one record; with `only_if_queued`, None when another
         worker has linked it since it was picked. Without `inline_golden` the
         persons touched are marked for the worker to rebuild their golden
@@ -239,8 +201,11 @@ class Linker:
         `stale`, they are added to it instead, and given `events`, the history
         events are kept there, for the caller to mark and write once for a
         whole batch (`locked`: the caller holds the index's lock already).
-        Nothing that decides a link reads the history."""
-        index = PersonIndex(writer, actor, inline_golden=inline_golden, events=events, terms=terms)
+        Nothing that decides a link reads the history. `reads` answers what
+        deciding reads of the rest of the index (`BatchReads` for a batch),
+        and `writes` keeps the link's writes for the batch to send together."""
+        index = PersonIndex(writer, actor, inline_golden=inline_golden, events=events, terms=terms, writes=writes)
+        reads = reads or IndexReads(writer.conn)
         if not locked:
             index.lock()
         found = read or _read_record(writer.conn, record_id)
@@ -248,17 +213,13 @@ class Linker:
         if only_if_queued and (state is None or state.state != "queued"):
             return None
         if found.content is None or is_golden(found.content):
-            return self._remove(index, record_id, state, stale)
+            return self._remove(index, record_id, state, stale, reads)
         if state is None:
             writer.conn.execute(insert(RECORD).values(record_id=record_id, state="queued", queued_at=writer.now, locked=False, attempts=0))
             state = index.record(record_id)
-        own = match_keys(found.content)
-        registry = found.registry
-        looked_up = old_id_cccd or (state.registry_cccd if state.keys and state.keys.cmnd == own.cmnd and own.cmnd else None)
-        evidence = Evidence(own, registry.verified_cccd, registry.registry_cccd or (looked_up if own.cmnd and not own.cccd else None))
-
-        outcome, also_linkable = self._decide(index, state, evidence, found.kept_apart)
-        outcome = self._save(index, state, evidence, found.version, outcome)
+        evidence = reads.evidence(record_id) or evidence_of(found, state, old_id_cccd)
+        outcome, also_linkable = self._decide(index, state, evidence, found.kept_apart, reads)
+        outcome = self._save(index, state, evidence, found.version, outcome, reads)
         # Another person that would also take the record may be one person
         # filed twice: an operator is asked (and can merge them).
         for match in also_linkable:
@@ -267,22 +228,24 @@ class Linker:
         _refresh_or_collect(index, stale)
         return outcome
 
-    def _decide(self, index: PersonIndex, state: RecordState, evidence: Evidence, kept_apart: bool) -> tuple[LinkOutcome, list[PersonMatch]]:
+    def _decide(self, index: PersonIndex, state: RecordState, evidence: Evidence, kept_apart: bool,
+                reads: IndexReads) -> tuple[LinkOutcome, list[PersonMatch]]:
         record_id, current = state.record_id, state.person_id
         if state.locked and current:
             return LinkOutcome(record_id, current, "kept", state.method, state.grade, state.score, ("placed by an operator",)), []
         apart = index.apart_from(record_id) if kept_apart else set()
         if evidence.verified_cccd:
-            holder = verified_holder(index.conn, evidence.verified_cccd, besides=record_id)
+            holder = reads.verified_holder(evidence.verified_cccd, besides=record_id)
             if holder and not (apart & set(index.members(holder))):
                 reason = f"registry verified CCCD {evidence.verified_cccd}, held by this person's records"
                 return LinkOutcome(record_id, holder, "linked", "registry", "certain", 1.0, (reason,)), []
-        candidates = fetch_candidates(index.conn, evidence.blocks(), besides=record_id)
+        candidates = reads.candidates(evidence.blocks(), besides=record_id)
         excluded = {c.person_id for c in candidates if c.record_id in apart}
-        ranked = score_persons(index.conn, self.model, evidence, candidates, excluded_persons=excluded)
+        ranked = score_persons(reads.conn, self.model, evidence, candidates, excluded_persons=excluded,
+                               frequencies=reads.frequencies(self.model, evidence.keys))
         # The person about to take the record must hold no record with another number.
         while ranked and self.model.decide(ranked[0].score) == "link" and \
-                contradicting_record(index.conn, self.model, evidence, ranked[0].person_id):
+                contradicting_record(reads.conn, self.model, evidence, ranked[0].person_id, reads.members(ranked[0].person_id)):
             ranked = ranked[1:]
         best = ranked[0] if ranked else None
         decision = self.model.decide(best.score) if best else "new"
@@ -296,7 +259,8 @@ class Linker:
                                best.record_id, best.score.weight), also
         return LinkOutcome(record_id, alone, "new-person", "new"), also
 
-    def _save(self, index: PersonIndex, state: RecordState, evidence: Evidence, version: int, outcome: LinkOutcome) -> LinkOutcome:
+    def _save(self, index: PersonIndex, state: RecordState, evidence: Evidence, version: int, outcome: LinkOutcome,
+              reads: IndexReads) -> LinkOutcome:
         record_id = state.record_id
         target = outcome.person_id or index.new_person()
         previous = state.person_id
@@ -310,6 +274,7 @@ class Linker:
             link |= {"method": outcome.method, "grade": outcome.grade if outcome.action == "linked" else None,
                      "score": outcome.score, "reasons": list(outcome.reasons)}
         index.place(record_id, target, previous=previous, **link)
+        reads.placed(record_id, target, previous=previous, old_blocks=old_blocks, evidence=evidence, new_person=outcome.person_id is None)
         if previous != target:
             action = "auto-link" if outcome.action == "linked" else "new-person"
             index.log(action, record_id=record_id, person_id=target, other_person_id=previous,
@@ -331,12 +296,16 @@ class Linker:
         index.log("review-queued", record_id=record_id, person_id=person, review_id=review_id,
                   after={"candidate": candidate_id, "score": score.probability, "grade": score.grade})
 
-    def _remove(self, index: PersonIndex, record_id: str, state: RecordState | None, stale: set[str] | None = None) -> LinkOutcome:
+    def _remove(self, index: PersonIndex, record_id: str, state: RecordState | None, stale: set[str] | None = None,
+                reads: IndexReads | None = None) -> LinkOutcome:
         """The site record was deleted (or is not a site record): take it out of its person."""
         if state is None:
             return LinkOutcome(record_id, None, "removed")
         conn = index.conn
         conn.execute(delete(BLOCK).where(BLOCK.c.record_id == record_id))
+        if reads is not None:
+            old_blocks = Evidence(state.keys, state.verified_cccd, state.registry_cccd).blocks() if state.keys else []
+            reads.removed(record_id, previous=state.person_id, old_blocks=old_blocks)
         if state.keys:
             index.count_terms(removed=[state.keys])
         conn.execute(delete(RECORD).where(RECORD.c.record_id == record_id))
@@ -347,6 +316,16 @@ class Linker:
                       reason="the site record was deleted")
         _refresh_or_collect(index, stale)
         return LinkOutcome(record_id, None, "removed")
+
+
+def evidence_of(found: _Found, state: RecordState | None, old_id_cccd: str | None = None) -> Evidence:
+    """What a record brings to its link: its match keys, the registry's answer
+    about it, and the current CCCD of its old CMND (asked now, or kept from
+    its last link while the CMND is unchanged)."""
+    own = match_keys(found.content)
+    registry = found.registry
+    looked_up = old_id_cccd or (state.registry_cccd if state is not None and state.keys and state.keys.cmnd == own.cmnd and own.cmnd else None)
+    return Evidence(own, registry.verified_cccd, registry.registry_cccd or (looked_up if own.cmnd and not own.cccd else None))
 
 
 def _refresh_or_collect(index: PersonIndex, stale: set[str] | None) -> None:

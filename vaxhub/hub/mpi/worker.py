@@ -15,8 +15,12 @@ Each pass:
    Patient row and queue row (the order a site's write takes them): two
    workers never claim one record, a worker waiting for the lock holds no
    row a site may be writing, and a record a site is writing right now
-   waits for the next pass. The records link one after another without
-   savepoints (a pass waits on round trips, not on CPU): one that fails
+   waits for the next pass. What deciding the links reads of the index
+   (candidates, verified holders, term counts, persons' records) is read
+   once for the whole batch (`BatchReads`), and the new persons, blocks and
+   links go out together (`LinkWrites`): a pass on a busy machine waits on
+   round trips more than on CPU. The records link one after another without
+   savepoints: one that fails
    rolls the batch back, is retried later with backoff, then left as
    `failed` with its error, and the others are linked again without it; if
    the batch itself cannot commit, its records are linked one by one;
@@ -46,8 +50,10 @@ from sqlalchemy import and_, bindparam, insert, select, update
 
 from vaxhub.hub.mpi.enqueue import queue_records
 from vaxhub.hub.mpi.frequencies import TermChanges
-from vaxhub.hub.mpi.index import RECORD, PersonIndex
-from vaxhub.hub.mpi.linker import LINKER, Linker, RegistryView, mark_failed, read_claimed, registry_views
+from vaxhub.hub.mpi.index import RECORD, LinkWrites, PersonIndex
+from vaxhub.hub.mpi.golden import is_golden
+from vaxhub.hub.mpi.linker import LINKER, Linker, RegistryView, evidence_of, mark_failed, read_claimed, registry_views
+from vaxhub.hub.mpi.reads import BatchReads
 from vaxhub.hub.mpi.service import MasterPatientIndex, linker_interaction
 from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.storage.engine import write_transaction
@@ -266,6 +272,12 @@ class LinkWorker:
                 events: list[dict] = []
                 terms = TermChanges()
                 read = read_claimed(w.conn, [row[0] for row in claimed])
+                # What deciding the batch's links reads of the index, read once for all of
+                # them; their writes kept and sent together (before any other read).
+                writes = LinkWrites()
+                reads = BatchReads(w.conn, linker.model, {i: evidence_of(f, f.state, old_ids.get(i)) for i, f in read.items()
+                                                          if f.content is not None and not is_golden(f.content)},
+                                   before=lambda: writes.write(w.conn))
                 for record_id, attempts, request_id in claimed:
                     with bound_request_id(request_id):  # the request that queued it, in this record's log lines
                         log.debug("linking Patient/%s, attempt %s", record_id, attempts + 1)
@@ -273,7 +285,8 @@ class LinkWorker:
                         kept: list[dict] = []
                         try:
                             outcome = linker.link_record(w, record_id, old_id_cccd=old_ids.get(record_id), only_if_queued=True,
-                                                         inline_golden=False, stale=touched, events=kept, locked=True, terms=terms, read=read.get(record_id))
+                                                         inline_golden=False, stale=touched, events=kept, locked=True, terms=terms, read=read.get(record_id),
+                                                         reads=reads, writes=writes)
                         except Exception as exc:  # a defect or a lost race: the batch is rolled back and linked again without it
                             raise _RecordFailed(record_id, attempts, request_id, exc, [row[0] for row in claimed]) from exc
                     if outcome is None:
@@ -283,6 +296,7 @@ class LinkWorker:
                     events += kept
                     interaction.entities.append(("Patient", record_id, None))
                     interaction.patients.add(record_id)
+                writes.write(w.conn)
                 index.write_events(events)
                 terms.write(w.conn)
                 index.mark_stale(stale)

@@ -13,20 +13,51 @@ which tables have rows, so PostgreSQL keeps it prepared. Very large batches
 go through COPY (`bulk_insert`), which streams. Elsewhere an executemany
 INSERT does the job. Either way a duplicate key surfaces as
 `sqlalchemy.exc.IntegrityError`.
+
+Outbox rows that replace a queued row of the same key (`Upsert`: a Patient's
+verification job, its link record) ride in the same statement as an
+`INSERT … ON CONFLICT DO UPDATE`; one statement must then name each key
+once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import orjson
 import psycopg
 from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 # Above this many rows in one call, COPY streams them instead of one JSON text in memory.
 COPY_ABOVE_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class Upsert:
+    """Rows for `table` that replace `columns` of the row already holding their `key`."""
+
+    table: Table
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    def suffix(self) -> str:
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in self.columns)
+        return f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
+
+    def execute(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """The upsert as an executemany, where rows do not go in one statement."""
+        stmt = (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(self.table)
+        stmt = stmt.on_conflict_do_update(index_elements=[self.table.c[k] for k in self.key],
+                                          set_={c: stmt.excluded[c] for c in self.columns})
+        conn.execute(stmt, rows)
+
+
+Target = Union[Table, Upsert]
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -49,8 +80,8 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         cursor.close()
 
 
-def insert_rows(conn: Connection, batches: Sequence[tuple[Table, list[dict[str, Any]]]]) -> None:
-    """Insert each (table, rows) pair, all in one statement on PostgreSQL.
+def insert_rows(conn: Connection, batches: Sequence[tuple[Target, list[dict[str, Any]]]]) -> None:
+    """Insert (or upsert) each (target, rows) pair, all in one statement on PostgreSQL.
 
     Every column is written: a key missing from a row is NULL, not the
     column's default (as with COPY)."""
@@ -58,8 +89,11 @@ def insert_rows(conn: Connection, batches: Sequence[tuple[Table, list[dict[str, 
     if not batches:
         return
     if conn.dialect.name != "postgresql" or sum(len(rows) for _, rows in batches) > COPY_ABOVE_ROWS:
-        for table, rows in batches:
-            bulk_insert(conn, table, rows)
+        for target, rows in batches:
+            if isinstance(target, Upsert):
+                target.execute(conn, rows)
+            else:
+                bulk_insert(conn, target, rows)
         return
     cursor = conn.connection.dbapi_connection.cursor()
     try:
@@ -78,8 +112,11 @@ def _json_text(value: Any) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def _recordset_statement(tables: tuple[Table, ...]) -> str:
-    inserts = [f"INSERT INTO {table.name} SELECT * FROM json_populate_recordset(NULL::{table.name}, %s::json)" for table in tables]
+def _recordset_statement(targets: tuple[Target, ...]) -> str:
+    inserts = []
+    for target in targets:
+        table, suffix = (target.table, target.suffix()) if isinstance(target, Upsert) else (target, "")
+        inserts.append(f"INSERT INTO {table.name} SELECT * FROM json_populate_recordset(NULL::{table.name}, %s::json){suffix}")
     if len(inserts) == 1:
         return inserts[0]
     ctes = ", ".join(f"w{i} AS ({statement})" for i, statement in enumerate(inserts[:-1]))

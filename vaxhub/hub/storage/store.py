@@ -39,7 +39,7 @@ from vaxhub.errors import (
 from vaxhub.fhir.search_params import compartment_patient, parse_reference
 from vaxhub.fhir.search_query import SearchQuery, TokenValue
 from vaxhub.hub.storage import search as sql_search
-from vaxhub.hub.storage.bulk import insert_rows
+from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import WRITE_OPTION
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
 from vaxhub.hub.storage.tables import (
@@ -342,7 +342,7 @@ class Writer:
         self._locked: dict[tuple[str, str], Stored | None] = {}  # rows lock_current_many read, each taken by one read
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
-        self._later: list[tuple[Table, list[dict]]] = []  # listeners' rows, inserted at the next flush
+        self._later: list[tuple[Table | Upsert, list[dict]]] = []  # listeners' rows, inserted at the next flush
 
     # -- conditional lookups
 
@@ -589,8 +589,8 @@ class Writer:
         self._resources, self._versions, self._index = [], [], IndexRows()
         self._refs_to_check, self._later = [], []
 
-    def insert_later(self, table: Table, rows: list[dict]) -> None:
-        """Rows of another table to insert with this unit's next flush (before it commits)."""
+    def insert_later(self, table: Table | Upsert, rows: list[dict]) -> None:
+        """Rows of another table to insert (or upsert) with this unit's next flush (before it commits)."""
         self._later.append((table, rows))
 
     # -- internals

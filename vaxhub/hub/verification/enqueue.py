@@ -16,12 +16,11 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import Connection, delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete
 
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.policy import owner_of
+from vaxhub.hub.storage.bulk import Upsert
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import Stored, Writer
 from vaxhub.hub.verification.claims import claim_document, patient_site, person_claim
@@ -84,16 +83,9 @@ class VerificationEnqueuer:
         queued = [job for job in jobs.values() if job is not None]
         if removed:
             writer.conn.execute(delete(JOB).where(JOB.c.patient_id.in_(removed)))
-        if queued:
-            upsert_jobs(writer.conn, queued)
+        if queued:  # in the unit's one statement, with its resources
+            writer.insert_later(QUEUE_JOBS, queued)
 
 
-def upsert_jobs(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert jobs, or reset the Patient's existing row to the new version."""
-    insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(JOB)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[JOB.c.patient_id],
-        set_={name: stmt.excluded[name] for name in _RESET_ON_ENQUEUE},
-    )
-    conn.execute(stmt, rows)
+# Insert jobs, or reset the Patient's existing row to the new version.
+QUEUE_JOBS = Upsert(JOB, ("patient_id",), _RESET_ON_ENQUEUE)
