@@ -42,8 +42,12 @@ def principal(request: Request) -> Principal:
     return who
 
 
-def interaction(request: Request) -> Interaction:
-    """The audited interaction of this request (created by the middleware)."""
+async def interaction(request: Request) -> Interaction:
+    """The audited interaction of this request (created by the middleware).
+
+    A coroutine because it does no I/O: FastAPI runs a plain-function
+    dependency on the thread pool, a hop per request that costs more than
+    the dependency itself."""
     current = getattr(request.state, "interaction", None)
     if current is None:  # a route outside the audited prefixes asked for one
         current = Interaction(action="operation", method=request.method, path=request.url.path)

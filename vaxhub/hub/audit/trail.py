@@ -27,19 +27,21 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import orjson
-from sqlalchemy import Connection, Engine, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.fhir.search_params import compartment_patient
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditCheckpointRow, AuditEventRow, AuditPatientRow
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
-from vaxhub.hub.storage.bulk import insert_rows
+from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import write_transaction
 
 GENESIS = "0" * 64
 EVENTS = AuditEventRow.__table__
 PATIENTS = AuditPatientRow.__table__
+# The head row exists and is locked by then: the upsert only moves it on.
+MOVE_HEAD = Upsert(AuditChainHeadRow.__table__, ("chain",), ("last_seq", "last_hash"))
 # FHIR AuditEvent.action per interaction (hl7.org/fhir/R4/valueset-audit-event-action.html).
 ACTION_CODE = {
     "create": "C", "read": "R", "vread": "R", "search": "E", "history": "R", "update": "U",
@@ -189,9 +191,10 @@ class AuditTrail:
     def append(self, conn: Connection, interaction: Interaction, insert_later: Callable[[Table, list[dict]], None] | None = None) -> str:
         """Append the interaction's AuditEvent in the caller's transaction.
 
-        With `insert_later` (a unit of work's `Writer.insert_later`), the event's
-        rows go out with the unit's own rows; the chain head is updated now,
-        under the lock this transaction holds until it commits."""
+        The chain head is locked now, until this transaction commits; the
+        event's rows and the head's new position go out in one statement,
+        with the unit's own rows when `insert_later` (a unit of work's
+        `Writer.insert_later`) is given."""
         chain, (seq, prev) = self._free_head(conn) or self._locked_head(conn, random.randrange(self.chains))
         seq += 1
         event_id = uuid.uuid4().hex
@@ -202,12 +205,12 @@ class AuditTrail:
         event = {"chain": chain, "seq": seq, "event_id": event_id, "recorded": recorded, "action": interaction.action,
                  "outcome": interaction.outcome, "client_id": client_id, "content": content, "prev_hash": prev, "hash": digest}
         patients = [{"patient_id": p, "recorded": recorded, "chain": chain, "seq": seq} for p in sorted(interaction.patients)]
+        rows = [(EVENTS, [event]), (PATIENTS, patients), (MOVE_HEAD, [{"chain": chain, "last_seq": seq, "last_hash": digest}])]
         if insert_later is not None:
-            insert_later(EVENTS, [event])
-            insert_later(PATIENTS, patients)
+            for target, batch in rows:
+                insert_later(target, batch)
         else:
-            insert_rows(conn, [(EVENTS, [event]), (PATIENTS, patients)])
-        conn.execute(update(AuditChainHeadRow).where(AuditChainHeadRow.chain == chain).values(last_seq=seq, last_hash=digest))
+            insert_rows(conn, rows)
         return event_id
 
     def record(self, interaction: Interaction) -> str:
