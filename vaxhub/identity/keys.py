@@ -112,6 +112,12 @@ def _birth_date(patient: dict[str, Any]) -> tuple[int | None, int | None, int | 
     return (parts[0], parts[1] if len(parts) > 1 else None, parts[2] if len(parts) > 2 else None)
 
 
+def national_numbers(patient: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(cccd, cmnd, bhxh), as `match_keys` reads them, without the names,
+    dates and phone: what deciding an old-CMND look-up needs."""
+    return _identifiers(patient)
+
+
 def _identifiers(patient: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     """(cccd, cmnd, bhxh). A current number wins over one marked "old"; a
     9-digit number filed as a CCCD is an old CMND; a BHYT card carries the

@@ -37,7 +37,7 @@ from vaxhub.hub.mpi.reads import IndexReads
 from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, REVIEW, LinkWrites, PersonIndex, RecordState, record_state
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import RESOURCE, Writer
-from vaxhub.identity.keys import match_keys
+from vaxhub.identity.keys import match_keys, national_numbers
 from vaxhub.identity.scoring import MatchModel, MatchScore
 
 log = logging.getLogger(__name__)
@@ -159,11 +159,11 @@ class Linker:
         row = conn.execute(select(RESOURCE.c.content).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == record_id, RESOURCE.c.deleted.is_(False))).first()
         if row is None:
             return None
-        keys = match_keys(row.content)
-        if keys.cccd or not keys.cmnd or registry_view(conn, record_id).registry_cccd:
+        cccd, cmnd, _bhxh = national_numbers(row.content)
+        if cccd or not cmnd or registry_view(conn, record_id).registry_cccd:
             return None
         try:
-            return self.registry.lookup_by_old_id(keys.cmnd)
+            return self.registry.lookup_by_old_id(cmnd)
         except Exception as exc:  # an unreachable registry only means less evidence this time
             log.warning("old-id look-up for Patient/%s failed: %s", record_id, exc)
             return None
@@ -175,7 +175,11 @@ class Linker:
             return {}
         rows = conn.execute(select(RESOURCE.c.res_id, RESOURCE.c.content).where(
             RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(record_ids), RESOURCE.c.deleted.is_(False))).all()
-        asking = {r.res_id: keys.cmnd for r in rows if (keys := match_keys(r.content)).cmnd and not keys.cccd}
+        asking: dict[str, str] = {}  # CMND-only records → their CMND
+        for r in rows:
+            cccd, cmnd, _bhxh = national_numbers(r.content)
+            if cmnd and not cccd:
+                asking[r.res_id] = cmnd
         answered = registry_views(conn, sorted(asking)) if asking else {}
         found: dict[str, str | None] = dict.fromkeys(record_ids)
         for record_id, cmnd in asking.items():

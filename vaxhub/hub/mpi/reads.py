@@ -118,15 +118,24 @@ class IndexReads:
         pass
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Row:
     """A record as the batch knows it: its link and its registry answer."""
 
     record_id: str
     person_id: str | None
     verified_cccd: str | None
-    evidence: Evidence | None  # None: never linked (no match keys)
+    registry_cccd: str | None
+    document: dict | None  # its match keys as stored; None: never linked
     registry_verified: str | None  # the CCCD its current verification confirms, if any
+    known: Evidence | None = None  # the evidence, once worked out (or linked in this batch)
+
+    @property
+    def evidence(self) -> Evidence | None:
+        # Worked out when asked: most records read for the hard rules never are.
+        if self.known is None and self.document is not None:
+            self.known = Evidence(MatchKeys.from_document(self.document), self.verified_cccd, self.registry_cccd)
+        return self.known
 
 
 _COLUMNS = (RECORD.c.record_id, RECORD.c.person_id, RECORD.c.match_keys, RECORD.c.verified_cccd, RECORD.c.registry_cccd,
@@ -138,10 +147,9 @@ _VERIFIED = select(RECORD.c.record_id).where(RECORD.c.verified_cccd.in_(bindpara
 
 
 def _row(r) -> _Row:  # noqa: ANN001 - a row of `_COLUMNS`
-    evidence = Evidence(MatchKeys.from_document(r.match_keys), r.verified_cccd, r.registry_cccd) if r.match_keys is not None else None
     confirmed = r.registry_id if (r.result_status == "verified" and r.result_version is not None
                                   and r.result_version == r.patient_version) else None
-    return _Row(r.record_id, r.person_id, r.verified_cccd, evidence, confirmed)
+    return _Row(r.record_id, r.person_id, r.verified_cccd, r.registry_cccd, r.match_keys, confirmed)
 
 
 class BatchReads(IndexReads):
@@ -225,7 +233,8 @@ class BatchReads(IndexReads):
         held = self.rows.get(record_id)
         if evidence.verified_cccd in self.holding:
             self.holding[evidence.verified_cccd].add(record_id)
-        self.rows[record_id] = _Row(record_id, person_id, evidence.verified_cccd, evidence, held.registry_verified if held else None)
+        self.rows[record_id] = _Row(record_id, person_id, evidence.verified_cccd, evidence.registry_cccd, None,
+                                    held.registry_verified if held else None, evidence)
         if new_person:
             self.people[person_id] = set()
         if person_id in self.people:
