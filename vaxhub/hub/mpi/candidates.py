@@ -81,7 +81,7 @@ class PersonMatch:
 # through `record_id IN (SELECT … FROM mpi_block …)` can be planned as a walk
 # over every record when the tables were never analysed). No DISTINCT and no
 # LIMIT here: either invites a walk along another index that stops early.
-_FILED = select(BLOCK.c.key, BLOCK.c.record_id).where(BLOCK.c.key.in_(bindparam("keys", expanding=True)))
+FILED_UNDER_KEYS = select(BLOCK.c.key, BLOCK.c.record_id).where(BLOCK.c.key.in_(bindparam("keys", expanding=True)))
 _CANDIDATES = (
     select(RECORD.c.record_id, RECORD.c.person_id, RECORD.c.match_keys, RECORD.c.verified_cccd, RECORD.c.registry_cccd)
     .where(
@@ -99,7 +99,7 @@ def fetch_candidates(conn: Connection, keys: list[str], *, besides: str | None =
     when together they hold more than `limit` records (a clinic's phone typed
     for every patient must not crowd out the real candidates)."""
     keys = sorted(set(keys))
-    filed_under = [(r.key, r.record_id) for r in conn.execute(_FILED, {"keys": keys})] if keys else []
+    filed_under = [(r.key, r.record_id) for r in conn.execute(FILED_UNDER_KEYS, {"keys": keys})] if keys else []
 
     def linked(filed: list[str], most: int) -> list[Candidate]:
         rows = conn.execute(_CANDIDATES, {"filed": filed, "besides": besides or "", "limit": most}).all()

@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Connection, bindparam, select, union_all
 
 from vaxhub.hub.mpi.candidates import (
-    _FILED,
     CANDIDATE_LIMIT,
+    FILED_UNDER_KEYS,
     Candidate,
     Evidence,
     fetch_candidates,
@@ -162,7 +162,7 @@ class BatchReads(IndexReads):
         incoming = list(incoming.values())
         keys = sorted({key for e in incoming for key in e.blocks()})
         self.filed: dict[str, set[str]] = {key: set() for key in keys}
-        for r in (conn.execute(_FILED, {"keys": keys}) if keys else ()):
+        for r in (conn.execute(FILED_UNDER_KEYS, {"keys": keys}) if keys else ()):
             self.filed[r.key].add(r.record_id)
         self.verified_cccds = sorted({e.verified_cccd for e in incoming if e.verified_cccd})
         ids = set().union(*self.filed.values())
@@ -192,7 +192,7 @@ class BatchReads(IndexReads):
 
     def verified_holder(self, cccd: str, *, besides: str) -> str | None:
         key = f"id:{cccd}"
-        if cccd not in self.verified_cccds or key not in self.filed:
+        if cccd not in self.holding or key not in self.filed:
             return super().verified_holder(cccd, besides=besides)
         holders = [self.rows[i] for i in self.holding[cccd]]
         holders += [self.rows[i] for i in self.filed[key] if i in self.rows and self.rows[i].registry_verified == cccd]
