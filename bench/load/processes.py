@@ -128,7 +128,10 @@ class Api:
         raise RuntimeError(f"vaxhub serve not ready in {seconds:.0f} s:\n{self.managed.tail()}")
 
     def worker_pids(self) -> list[int]:
-        """uvicorn's worker processes (multiprocessing spawn children; not its resource tracker)."""
+        """uvicorn's worker processes (multiprocessing spawn children; not its resource tracker).
+        With one worker uvicorn serves in its own process and spawns none."""
+        if self.workers == 1:
+            return [self.managed.pid] if self.managed.alive() else []
         try:
             children = psutil.Process(self.managed.pid).children()
         except psutil.NoSuchProcess:

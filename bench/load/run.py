@@ -484,6 +484,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.set_defaults(minutes=20 / 60, users=12, rate=40.0, target=36.0, known_people=600, citizens=20,
                             verifier_clients=2, ramp_seconds=2.0, sample_every=2.0)
     args = parser.parse_args(argv)
+    if args.kill and args.api_processes < 2:
+        parser.error("--kill needs --api-processes 2 or more: one API process has no supervisor to start it again")
     args.link_workers = max(1, args.workers // 2)
     args.verification_workers = max(1, args.workers - args.link_workers)
     return args
