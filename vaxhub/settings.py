@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,19 @@ class Settings(BaseSettings):
                     "more wait in its event loop. A few per core spends less CPU on switching between them.",
     )
     sql_echo: bool = False
+    gc_thresholds: str = Field(
+        "50000,20,100",
+        description="Cyclic garbage collector thresholds of the long-running processes (API workers, outbox workers), "
+                    "applied with the start-up heap frozen (vaxhub.hub.gc_tuning); empty keeps CPython's 700,10,10.",
+    )
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _three_counts(cls, value: str) -> str:
+        from vaxhub.hub.gc_tuning import parse_thresholds
+
+        parse_thresholds(value)  # refuses a bad value at start-up, not at the first request
+        return value
 
     # Identity verification (`vaxhub worker`)
     population_registry_wsdl: str | None = Field(

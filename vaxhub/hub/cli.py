@@ -206,6 +206,7 @@ def worker(
     import signal
     import threading
 
+    from vaxhub.hub.gc_tuning import settle_heap
     from vaxhub.hub.storage.engine import make_engine, upgrade
     from vaxhub.hub.verification.worker import run_worker
 
@@ -217,6 +218,7 @@ def worker(
     for signum in (signal.SIGINT, signal.SIGTERM):
         # Stop claiming, finish and record the calls in flight, then exit.
         signal.signal(signum, lambda *_: stop.set())
+    settle_heap(settings.gc_thresholds)
     console.print(f"verification worker: registry {settings.population_registry_wsdl}, "
                   f"social insurance {settings.social_insurance_url or 'not configured'}")
     recorded = run_worker(settings, engine, stop=stop, name=name, until_idle=until_idle, concurrency=concurrency, batch_size=batch_size)

@@ -39,6 +39,7 @@ def work(
     """Link queued records (run one or more; they share the database)."""
     from vaxhub.hub.audit.trail import AuditTrail
     from vaxhub.hub.mpi.service import MasterPatientIndex
+    from vaxhub.hub.gc_tuning import settle_heap
     from vaxhub.hub.mpi.worker import LinkWorker
     from vaxhub.hub.logging_setup import configure_logging
 
@@ -54,6 +55,7 @@ def work(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     worker = LinkWorker(mpi, batch=batch)
+    settle_heap(settings.gc_thresholds)
     console.print(f"mpi worker: old-id look-ups {'on' if registry else 'off (no population registry configured)'}")
     linked = worker.run(stop, until_idle=until_idle)
     console.print(f"mpi worker stopped: {linked} records linked, {worker.failed} failures")

@@ -1,0 +1,78 @@
+"""Garbage-collector settings of the serving processes (vaxhub.hub.gc_tuning).
+
+Each check runs in a child interpreter: freezing the heap is process-wide, and
+pytest's own process must keep collecting its tests' garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from vaxhub.hub.gc_tuning import parse_thresholds
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str, env: dict[str, str] | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env={**os.environ, **(env or {})},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_thresholds_are_three_counts():
+    assert parse_thresholds("50000,20,100") == (50000, 20, 100)
+    for bad in ("1,2", "0,10,10", "a,b,c", "10,-1,10"):
+        with pytest.raises(ValueError):
+            parse_thresholds(bad)
+
+
+def test_settling_freezes_the_start_up_heap_and_still_collects_cycles():
+    seen = _run("""
+        import gc, json, weakref
+        import vaxhub.hub.app  # noqa: F401  (a serving process's start-up heap)
+        from vaxhub.hub.gc_tuning import settle_heap
+        before = gc.get_freeze_count()
+        chosen = settle_heap("40000,15,90")
+
+        class Node: pass
+        a, b = Node(), Node()
+        a.other, b.other = b, a           # a cycle: reference counting alone never frees it
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        print(json.dumps({"before": before, "frozen": gc.get_freeze_count(), "threshold": gc.get_threshold(),
+                          "chosen": chosen, "cycle_freed": gone() is None}))
+    """)
+    assert seen["before"] == 0
+    assert seen["frozen"] > 10_000  # the imports' objects, out of the collector's sight
+    assert seen["threshold"] == seen["chosen"] == [40000, 15, 90]
+    assert seen["cycle_freed"]
+
+
+def test_the_served_app_settles_its_heap_at_start_up(tmp_path):
+    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data"),
+           "VAXHUB_GC_THRESHOLDS": "30000,12,80"}
+    assert subprocess.run([sys.executable, "-m", "vaxhub.hub.cli", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, timeout=120).returncode == 0
+    seen = _run("""
+        import gc, json
+        from fastapi.testclient import TestClient
+        from vaxhub.hub.asgi import create_app
+        app = create_app()
+        built = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+        with TestClient(app) as client:   # runs the start-up hooks, as uvicorn does
+            assert client.get("/healthz").status_code == 200
+            started = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+        print(json.dumps({"built": built, "started": started}))
+    """, env)
+    assert seen["built"]["frozen"] == 0, "building the app alone must not freeze (tests build many)"
+    assert seen["started"]["threshold"] == [30000, 12, 80]
+    assert seen["started"]["frozen"] > 10_000
