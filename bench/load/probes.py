@@ -7,6 +7,7 @@ same two cores as the hub.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +71,33 @@ def lock_waits(engine: Engine) -> list[str]:
             "WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
         )).all()
     return [f"{event}: {query}" for event, query in rows]
+
+
+def server_process_pids(engine: Engine) -> list[int]:
+    """PostgreSQL's own processes that write for every database: the checkpointer,
+    the WAL writer and the background writer (their CPU grows with the WAL)."""
+    with engine.connect() as conn:
+        return list(conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type IN ('checkpointer', 'walwriter', 'background writer')"
+        )).scalars())
+
+
+@dataclass(frozen=True)
+class Wal:
+    at: float
+    bytes: float
+    full_page_images: int
+    records: int
+
+
+def wal_totals(engine: Engine) -> Wal | None:
+    """The server's WAL counters (pg_stat_wal, PostgreSQL 14+); None where unavailable."""
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT wal_bytes, wal_fpi, wal_records FROM pg_stat_wal")).one()
+    except Exception:  # noqa: BLE001 - an older server, or not PostgreSQL
+        return None
+    return Wal(time.time(), float(row.wal_bytes), int(row.wal_fpi), int(row.wal_records))
 
 
 def backend_pids(engine: Engine) -> list[int]:

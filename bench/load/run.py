@@ -157,6 +157,7 @@ class Watcher:
         self.lock_waits: Counter = Counter()  # statement → samples in which a backend waited on a lock for it
         self.stop = threading.Event()
         self.kills = KillLog()
+        self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
 
     def _groups(self) -> dict[str, list[int]]:
         def tree(pid: int) -> list[int]:
@@ -174,6 +175,7 @@ class Watcher:
         }
         try:
             groups["PostgreSQL (this database)"] = probes.backend_pids(self.engine)
+            groups["PostgreSQL server (checkpointer, WAL and background writers)"] = probes.server_process_pids(self.engine)
         except Exception:  # noqa: BLE001 - a probe must not stop the run
             pass
         return groups
@@ -202,6 +204,7 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001
                 self.kills.notes.append(f"probe failed: {exc}")
             self.stop.wait(self.every)
+        self.wal.append(probes.wal_totals(self.engine))
 
     def kill_on_schedule(self, load_started: threading.Event, seconds: float) -> None:
         """A third of the way in: one API worker; halfway: the (first) verification worker."""
@@ -380,6 +383,13 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     for group, used in sorted(watcher.cpu.items(), key=lambda kv: -kv[1]):
         cpu.add_row(group, f"{used:,.0f}", f"{used / (os.cpu_count() * window):.0%}")
     console.print(cpu)
+    first, last = watcher.wal[0], watcher.wal[-1]
+    if len(watcher.wal) > 1 and first is not None and last is not None and last.at > first.at:
+        span, written = last.at - first.at, last.bytes - first.bytes
+        images = last.full_page_images - first.full_page_images
+        console.print(f"WAL while locust ran ({span:.0f} s, the whole server): {written / span / 1e6:,.1f} MB/s, "
+                      f"{images / span:,.0f} full-page images/s (about {min(1.0, images * 8192 / written) if written else 0:.0%} of the bytes), "
+                      f"{written / max(stored, 1) / 1e3:,.1f} kB per Immunization stored")
 
     if watcher.lock_waits:
         console.print("statements waiting on a PostgreSQL lock (backends × samples):")

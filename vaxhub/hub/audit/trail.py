@@ -36,6 +36,7 @@ from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
 from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import write_transaction
+from vaxhub.hub.storage.ids import time_ordered_hex
 
 GENESIS = "0" * 64
 EVENTS = AuditEventRow.__table__
@@ -197,7 +198,7 @@ class AuditTrail:
         `Writer.insert_later`) is given."""
         chain, (seq, prev) = self._free_head(conn) or self._locked_head(conn, random.randrange(self.chains))
         seq += 1
-        event_id = uuid.uuid4().hex
+        event_id = time_ordered_hex()
         recorded = self.clock()
         content = audit_event(interaction, event_id, recorded)
         client_id = interaction.principal.client_id or (interaction.principal.subject if interaction.principal.kind != PATIENT else None)

@@ -27,7 +27,6 @@ only moves records still in the person they were read in.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from vaxhub.hub.mpi.golden import is_golden
 from vaxhub.hub.mpi.index import BLOCK, DISTINCT, EVENT, MPI_LOCK_KEY, PERSON, RECORD, REVIEW
 from vaxhub.hub.storage.bulk import bulk_insert
 from vaxhub.hub.storage.engine import write_transaction
+from vaxhub.hub.storage.ids import time_ordered_id
 from vaxhub.hub.storage.store import RESOURCE, utcnow
 from vaxhub.identity.keys import MatchKeys, blocking_keys, match_keys
 from vaxhub.identity.linkage import link_records
@@ -159,7 +159,7 @@ def _persons(records: list[_Record], labels: dict[str, str]) -> tuple[dict[str, 
     new = 0
     for label in set(labels.values()):
         if label not in assigned:
-            assigned[label] = str(uuid.uuid4())
+            assigned[label] = time_ordered_id()
             new += 1
     return assigned, new
 

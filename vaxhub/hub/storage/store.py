@@ -16,7 +16,6 @@ conditional creates then find the record the other request stored.
 from __future__ import annotations
 
 import re
-import uuid
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from vaxhub.fhir.search_query import SearchQuery, TokenValue
 from vaxhub.hub.storage import search as sql_search
 from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import WRITE_OPTION
+from vaxhub.hub.storage.ids import time_ordered_id
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
 from vaxhub.hub.storage.tables import (
     DateIndexRow,
@@ -150,7 +150,7 @@ class FhirStore:
         engine: Engine,
         *,
         clock: Callable[[], datetime] = utcnow,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = time_ordered_id,
         listeners: Sequence[WriteListener] = (),
     ):
         self.engine = engine
