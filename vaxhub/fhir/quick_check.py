@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.types import FhirBase
@@ -161,13 +161,12 @@ def _primitive_check(annotation: Any) -> Callable[[Any], bool]:
 
     def check(value: Any) -> bool:
         key = (slot, type(value), value)
-        known = _primitive_results.get(key)
+        try:
+            known = _primitive_results.get(key)
+        except TypeError:  # an unhashable value (not from JSON): no answer to keep
+            return _validates(adapter, value)
         if known is None:
-            try:
-                adapter.validate_python(value)
-                known = True
-            except (ValidationError, ValueError, TypeError):
-                known = False
+            known = _validates(adapter, value)
             if len(_primitive_results) >= _CACHE_LIMIT:
                 _primitive_results.clear()
             _primitive_results[key] = known
@@ -175,3 +174,11 @@ def _primitive_check(annotation: Any) -> Callable[[Any], bool]:
 
     check.adapter = adapter  # kept alive with the check, so its id stays unique
     return check
+
+
+def _validates(adapter: TypeAdapter, value: Any) -> bool:
+    try:
+        adapter.validate_python(value)
+        return True
+    except Exception:  # noqa: BLE001 - whatever the validator raises, the model will raise and word it
+        return False
