@@ -140,7 +140,7 @@ def test_many_resources_are_read_in_one_query_and_each_read_once(engine):
         statements.append(statement)
 
     def unit(w):
-        w.lock_current_many([("Patient", b.id), ("Patient", a.id), ("Patient", "no-such-id")])
+        w.read_current_many([("Patient", b.id), ("Patient", a.id), ("Patient", "no-such-id")], lock=True)
         read_a, read_b = w.read("Patient", a.id), w.read("Patient", b.id)
         seen = len(statements)
         assert (read_a.version, read_b.version, read_b.content["gender"]) == (1, 2, "female")

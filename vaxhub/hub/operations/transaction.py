@@ -240,9 +240,10 @@ def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], d
             e.res_id = found[0][1] if found else writer.store.new_id()
         if e.full_url and e.res_id and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.rtype}/{e.res_id}"
-    # The resources conditional creates matched, read and locked in one query
-    # (a Bundle of known people names a dozen) and in one order for every request.
-    writer.lock_current_many([(e.rtype, e.res_id) for e in existing])  # type: ignore[misc]
+    # The resources conditional creates matched, read in one query (a Bundle of
+    # known people names a dozen). They are answered with, not written: no row
+    # locks, as a reference to a stored resource is checked without one too.
+    writer.read_current_many([(e.rtype, e.res_id) for e in existing], lock=False)  # type: ignore[misc]
     for e in existing:
         matched[e.index] = writer.read(e.rtype, e.res_id)  # type: ignore[arg-type]
     return mapping, matched

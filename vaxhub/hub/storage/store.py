@@ -339,7 +339,7 @@ class Writer:
         self._created: dict[tuple[str, str], _Pending] = {}
         self._claims: dict[tuple[str, str, str], _Pending] = {}
         self._claim_cache: dict[tuple[str, str, str], str | None] = {}
-        self._locked: dict[tuple[str, str], Stored | None] = {}  # rows lock_current_many read, each taken by one read
+        self._locked: dict[tuple[str, str], Stored | None] = {}  # rows read_current_many read, each taken by one read
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
         self._later: list[tuple[Table | Upsert, list[dict]]] = []  # listeners' rows, inserted at the next flush
@@ -729,10 +729,14 @@ class Writer:
         for table in (*INDEX_TABLES, CLAIM):
             self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == res_id))
 
-    def lock_current_many(self, keys: list[tuple[str, str]]) -> None:
-        """Read (and on PostgreSQL lock) the current versions of many resources
-        in one query, sorted so that concurrent units lock them in the same
-        order; the next read or write of each in this unit uses the row read."""
+    def read_current_many(self, keys: list[tuple[str, str]], *, lock: bool) -> None:
+        """Read the current versions of many resources in one query; the next
+        read of each in this unit uses the row read.
+
+        With `lock`, PostgreSQL locks the rows, in one sorted order so that
+        concurrent units cannot deadlock. A row lock writes the row's page (and,
+        first after a checkpoint, a copy of the whole page to the WAL), so reads
+        that only answer with the resource do without it."""
         wanted = sorted({k for k in keys if k not in self._created and k not in self._locked})
         if len(wanted) < 2:
             return  # one row: the read itself is the one query
@@ -743,7 +747,7 @@ class Writer:
         for clause in _in_lists(by_type, RESOURCE.c.res_type, RESOURCE.c.res_id):
             stmt = (select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted)
                     .where(clause).order_by(RESOURCE.c.res_type, RESOURCE.c.res_id))
-            if self.conn.dialect.name == "postgresql":
+            if lock and self.conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update()
             for row in self.conn.execute(stmt):
                 found[(row.res_type, row.res_id)] = Stored(row.res_type, row.res_id, row.version, row.last_updated, None if row.deleted else row.content)
