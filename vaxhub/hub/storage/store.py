@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -37,6 +37,7 @@ from vaxhub.errors import (
 )
 from vaxhub.fhir.search_params import compartment_patient, parse_reference
 from vaxhub.fhir.search_query import SearchQuery, TokenValue
+from vaxhub.hub.storage import key_reads
 from vaxhub.hub.storage import search as sql_search
 from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import WRITE_OPTION
@@ -354,17 +355,7 @@ class Writer:
             self._claim_cache[key] = found.get(key)
 
     def _claim_owners(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
-        # One query for all types: `value IN (…)` per type on the claim's (type, value,
-        # system) key; row-value IN lists are not planned as index lookups everywhere.
-        groups: dict[str, set[str]] = {}
-        for rtype, _system, value in keys:
-            groups.setdefault(rtype, set()).add(value)
-        wanted = set(keys)
-        owners: dict[tuple[str, str, str], str] = {}
-        for clause in _in_lists(groups, CLAIM.c.res_type, CLAIM.c.value):
-            rows = self.conn.execute(select(CLAIM.c.res_type, CLAIM.c.system, CLAIM.c.value, CLAIM.c.res_id).where(clause)).all()
-            owners |= {(r.res_type, r.system, r.value): r.res_id for r in rows if (r.res_type, r.system, r.value) in wanted}
-        return owners
+        return key_reads.claim_owners(self.conn, keys)
 
     def find(self, query: SearchQuery) -> list[tuple[str, str]]:
         """Ids matching a conditional request's criteria, counting this unit's own writes.
@@ -682,13 +673,7 @@ class Writer:
         missing = [(t, i, p, r) for t, i, p, r in self._refs_to_check if (t, i) not in self._created]
         if not missing:
             return
-        by_type: dict[str, set[str]] = {}
-        for t, i, _, _ in missing:
-            by_type.setdefault(t, set()).add(i)
-        found: set[tuple[str, str]] = set()
-        for clause in _in_lists(by_type, RESOURCE.c.res_type, RESOURCE.c.res_id):
-            rows = self.conn.execute(select(RESOURCE.c.res_type, RESOURCE.c.res_id).where(clause, RESOURCE.c.deleted.is_(False))).all()
-            found |= {(r.res_type, r.res_id) for r in rows}
+        found = key_reads.live_resources(self.conn, ((t, i) for t, i, _, _ in missing))
         issues = [Issue(f"Reference {ref} does not resolve to a stored resource", path, "not-found") for t, i, path, ref in missing if (t, i) not in found]
         if issues:
             raise InvalidResource(f"{issues[0].expression}: {issues[0].message}", issues)
@@ -740,17 +725,10 @@ class Writer:
         wanted = sorted({k for k in keys if k not in self._created and k not in self._locked})
         if len(wanted) < 2:
             return  # one row: the read itself is the one query
-        by_type: dict[str, set[str]] = {}
-        for rtype, res_id in wanted:
-            by_type.setdefault(rtype, set()).add(res_id)
-        found: dict[tuple[str, str], Stored] = {}
-        for clause in _in_lists(by_type, RESOURCE.c.res_type, RESOURCE.c.res_id):
-            stmt = (select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted)
-                    .where(clause).order_by(RESOURCE.c.res_type, RESOURCE.c.res_id))
-            if lock and self.conn.dialect.name == "postgresql":
-                stmt = stmt.with_for_update()
-            for row in self.conn.execute(stmt):
-                found[(row.res_type, row.res_id)] = Stored(row.res_type, row.res_id, row.version, row.last_updated, None if row.deleted else row.content)
+        found = {
+            (row.res_type, row.res_id): Stored(row.res_type, row.res_id, row.version, row.last_updated, None if row.deleted else row.content)
+            for row in key_reads.current_rows(self.conn, wanted, lock=lock)
+        }
         for key in wanted:
             self._locked[key] = found.get(key)
 
@@ -795,24 +773,6 @@ def _versions_with_content():
         VERSION.c.method,
         func.coalesce(VERSION.c.content, RESOURCE.c.content).label("content"),
     ).select_from(VERSION.outerjoin(RESOURCE, current))
-
-
-def _in_lists(groups: dict[str, set[str]], type_col, value_col, *, limit: int = 500) -> Iterator[ColumnElement[bool]]:
-    """`(type = t1 AND value IN (…)) OR (type = t2 AND …)` clauses of at most `limit`
-    values each: one round trip for a whole bundle's lookups, each arm an index range."""
-    arms: list[ColumnElement[bool]] = []
-    size = 0
-    for rtype in sorted(groups):
-        values = sorted(groups[rtype])
-        for start in range(0, len(values), limit):
-            chunk = values[start : start + limit]
-            if arms and size + len(chunk) > limit:
-                yield or_(*arms)
-                arms, size = [], 0
-            arms.append(and_(type_col == rtype, value_col.in_(chunk)))
-            size += len(chunk)
-    if arms:
-        yield or_(*arms)
 
 
 def identifier_keys(query: SearchQuery) -> list[tuple[str, str, str]] | None:
