@@ -113,3 +113,35 @@ def test_demo_loads_sample_data_idempotently(tmp_path):
     assert created > 40
     again = _vaxhub("demo", "--people", "40", "--data-dir", str(tmp_path), "--load-only", timeout=180)
     assert "sample data: 0 resources created" in again.stdout
+
+
+def _idle_then_ask(port: int, idle: float) -> bytes:
+    """Ask on one keep-alive connection, stay idle for `idle` s, ask again; the second answer's first bytes
+    (empty when the server closed the connection while it was idle)."""
+    request = f"GET /fhir/metadata HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first[:100]
+        time.sleep(idle)
+        try:
+            sock.sendall(request)
+            return sock.recv(16)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+def test_serve_keeps_idle_connections_open_as_long_as_asked(tmp_path):
+    port = _free_port()
+    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "vaxhub.hub.cli", "serve", "--port", str(port), "--keep-alive", "2"],
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/fhir/metadata", proc)
+        assert _idle_then_ask(port, 0.5).startswith(b"HTTP/1.1 200")  # reused within the keep-alive
+        assert _idle_then_ask(port, 3.5) == b""  # closed by the server after 2 s idle
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    # The default outlasts a load balancer's 60 s idle timeout (and uvicorn's own 5 s).
+    assert "default: 75" in _vaxhub("serve", "--help").stdout.replace("\n", " ").replace("  ", " ")

@@ -52,6 +52,9 @@ def serve(
     port: int = typer.Option(8080, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (each is stateless; the database is shared)."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    keep_alive: int = typer.Option(
+        75, min=1, help="Seconds an idle keep-alive connection stays open: longer than a load balancer's "
+        "idle timeout (60 s on the common ones), so the hub never closes a connection a client is about to reuse."),
 ) -> None:
     """Run the FHIR API."""
     import uvicorn
@@ -76,6 +79,7 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=log_level == "debug",
+        timeout_keep_alive=keep_alive,
     )
 
 
