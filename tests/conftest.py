@@ -147,3 +147,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"public test data not found at {SHARED_DATA} (it sits beside the project in development clones)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Redis (shared rate limits, shared render cache): VAXHUB_TEST_REDIS_URL (must answer), else the local server if there is one."""
+    import redis
+
+    given = os.environ.get("VAXHUB_TEST_REDIS_URL")
+    url = given or "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if given:
+            raise
+        pytest.skip(f"no Redis at {url} ({exc}); set VAXHUB_TEST_REDIS_URL to run the Redis half")
+    return url

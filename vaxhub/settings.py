@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     rate_limit_backend: Literal["database", "redis", "memory"] = Field(
         "database", description="Where the rate-limit counters live: the database or Redis (shared by every hub process), or memory (one process, tests)."
     )
-    redis_url: str | None = Field(None, description="Redis URL (redis://host:6379/0) for the Redis rate-limit backend.")
+    redis_url: str | None = Field(None, description="Redis URL (redis://host:6379/0): the Redis rate-limit backend, and the drawn certificate downloads every API process shares.")
     # Operations: logs and metrics.
     log_format: Literal["json", "text"] | None = Field(None, description="Log lines as JSON objects or text; default json in production, text in development.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

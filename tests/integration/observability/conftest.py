@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,22 +116,6 @@ def json_logs() -> Iterator[JsonLines]:
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """Redis for the shared rate limit: VAXHUB_TEST_REDIS_URL (must answer), else the local server if there is one."""
-    import redis
-
-    given = os.environ.get("VAXHUB_TEST_REDIS_URL")
-    url = given or "redis://127.0.0.1:6379/15"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        if given:
-            raise
-        pytest.skip(f"no Redis at {url} ({exc}); set VAXHUB_TEST_REDIS_URL to run the Redis half")
-    return url
 
 
 @pytest.fixture(scope="session")

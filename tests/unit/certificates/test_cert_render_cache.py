@@ -1,6 +1,7 @@
 """Drawn downloads are kept per issuance: the second request for a QR image
 is served from the cache, a different UVCI is drawn anew, and the cache
-stays within its size."""
+stays within its size; with Redis, what one API process drew is served by
+the others, and a Redis that is down only means drawing again."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import zxingcpp
 from PIL import Image
 
 from vaxhub.certificates.dcc import issue_dcc
-from vaxhub.hub.certificates.downloads import RenderCache, StoredCertificate, render_download
+import uuid
+
+from vaxhub.hub.certificates.downloads import SHARED_SECONDS, RedisRenders, RenderCache, StoredCertificate, render_cache, render_download
 
 
 def _stored(uvci: str, hc1: str) -> StoredCertificate:
@@ -42,3 +45,27 @@ def test_text_downloads_are_not_kept(holder, second_dose, es256_signer, now):
     cache = RenderCache()
     body, _ = render_download(_stored("URN:UVCI:01:VN:A", hc1), "dcc.txt", cache=cache)
     assert body == hc1.encode() and cache.get(("URN:UVCI:01:VN:A", "dcc.txt")) is None
+
+
+def test_what_one_process_drew_the_others_take_from_redis(holder, second_dose, es256_signer, now, redis_url):
+    import redis
+
+    hc1 = issue_dcc(holder, second_dose, es256_signer, issued_at=now)
+    uvci = f"URN:UVCI:01:VN:{uuid.uuid4().hex[:12].upper()}"  # fresh: nothing of it is in Redis yet
+    first_process, second_process = render_cache(redis_url), render_cache(redis_url)
+    drawn, _ = render_download(_stored(uvci, hc1), "dcc.png", cache=first_process)
+    served, media_type = render_download(_stored(uvci, hc1), "dcc.png", cache=second_process)
+    assert media_type == "image/png" and served == drawn and served.startswith(b"\x89PNG")
+    assert (second_process.shared_hits, second_process.hits, first_process.shared_hits) == (1, 0, 0)
+    render_download(_stored(uvci, hc1), "dcc.png", cache=second_process)
+    assert second_process.hits == 1  # now kept in that process too
+    ttl = redis.Redis.from_url(redis_url).ttl(f"vaxhub:render:{uvci}/dcc.png")
+    assert 0 < ttl <= SHARED_SECONDS
+
+
+def test_a_redis_that_is_down_only_means_drawing_again(holder, second_dose, es256_signer, now):
+    hc1 = issue_dcc(holder, second_dose, es256_signer, issued_at=now)
+    down = RenderCache(shared=RedisRenders.from_url("redis://127.0.0.1:1/0"))
+    body, _ = render_download(_stored("URN:UVCI:01:VN:DOWN", hc1), "dcc.png", cache=down)
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(body)))
+    assert [d.text for d in decoded] == [hc1] and down.shared_hits == 0

@@ -168,7 +168,7 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
         audit.action = "read"
         audit.touched("Patient", cert.patient_id, None, {"resourceType": "Patient"})
         audit.description = f"downloaded {cert.uvci} as {name}"
-        body, media_type = render_download(cert, name)
+        body, media_type = render_download(cert, name, cache=service.renders)
         disposition = "attachment" if name in ATTACHMENTS else "inline"
         filename = f"{cert.uvci.rsplit(':', 1)[-1][:12].lower()}-{name}"
         return Response(body, media_type=media_type, headers={**NO_STORE, "Content-Disposition": f'{disposition}; filename="{filename}"'})

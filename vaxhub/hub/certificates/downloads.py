@@ -15,10 +15,11 @@ them on request (the same text always gives the same QR):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from vaxhub.certificates import dcc, shc
 from vaxhub.certificates.pdf import CertificateDocument, PdfDose, render_certificate_pdf
@@ -101,20 +102,69 @@ DOWNLOADS: dict[str, tuple[str, Callable[[StoredCertificate], bytes | str]]] = {
 }
 
 
-# Drawn forms worth keeping: a QR image takes milliseconds and the PDF tens of
-# them, while an issuance never changes (a correction issues a new UVCI), so a
-# process may keep what it drew without ever serving a stale copy.
+# Drawn forms worth keeping: a QR image takes tens of milliseconds of CPU and
+# the PDF hundreds, while an issuance never changes (a correction issues a new
+# UVCI), so what was drawn may be served again without ever being stale.
 _DRAWN = frozenset({"dcc.png", "dcc.svg", "shc.png", "certificate.pdf"})
+
+# How long a drawing stays in the shared cache: the minutes in which a holder
+# opens the app, the QR and the PDF again, from whichever API process answers.
+# Memory stays bounded by the download rate: 5 PDFs/s for 10 minutes is about 100 MB.
+SHARED_SECONDS = 600
+
+log = logging.getLogger(__name__)
+
+
+class SharedRenders(Protocol):
+    """A cache every API process reads and writes (Redis)."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def put(self, key: str, body: bytes, seconds: int) -> None: ...
+
+
+class RedisRenders:
+    """Drawn downloads in Redis, each expiring after `SHARED_SECONDS`. A cache
+    only: when Redis is slow or down the download is drawn here instead."""
+
+    def __init__(self, client, *, prefix: str = "vaxhub:render:"):  # noqa: ANN001 - a redis.Redis
+        self.client = client
+        self.prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.25) -> "RedisRenders":
+        import redis
+
+        return cls(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout))
+
+    def get(self, key: str) -> bytes | None:
+        import redis
+
+        try:
+            return self.client.get(self.prefix + key)
+        except redis.RedisError as exc:
+            log.warning("shared render cache unavailable, drawing here: %s", exc)
+            return None
+
+    def put(self, key: str, body: bytes, seconds: int) -> None:
+        import redis
+
+        try:
+            self.client.set(self.prefix + key, body, ex=seconds)
+        except redis.RedisError as exc:
+            log.warning("shared render cache unavailable, not kept: %s", exc)
 
 
 class RenderCache:
-    """The last `entries` drawn downloads of this process, by (UVCI, name)."""
+    """The last `entries` drawn downloads of this process, by (UVCI, name), in
+    front of an optional cache shared by every process (`shared`)."""
 
-    def __init__(self, entries: int = 512):
+    def __init__(self, entries: int = 512, *, shared: SharedRenders | None = None):
         self.entries = entries
+        self.shared = shared
         self._items: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
+        self.shared_hits = 0
 
     def get(self, key: tuple[str, str]) -> bytes | None:
         with self._lock:
@@ -122,9 +172,19 @@ class RenderCache:
             if body is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-            return body
+                return body
+        if self.shared is not None and (body := self.shared.get(_shared_key(key))) is not None:
+            self._keep(key, body)
+            with self._lock:
+                self.shared_hits += 1
+        return body
 
     def put(self, key: tuple[str, str], body: bytes) -> None:
+        self._keep(key, body)
+        if self.shared is not None:
+            self.shared.put(_shared_key(key), body, SHARED_SECONDS)
+
+    def _keep(self, key: tuple[str, str], body: bytes) -> None:
         with self._lock:
             self._items[key] = body
             self._items.move_to_end(key)
@@ -132,10 +192,17 @@ class RenderCache:
                 self._items.popitem(last=False)
 
 
-RENDERED = RenderCache()
+def _shared_key(key: tuple[str, str]) -> str:
+    uvci, name = key
+    return f"{uvci}/{name}"
 
 
-def render_download(cert: StoredCertificate, name: str, *, cache: RenderCache | None = RENDERED) -> tuple[bytes, str]:
+def render_cache(redis_url: str | None) -> RenderCache:
+    """This process's cache, shared through Redis when the hub has one."""
+    return RenderCache(shared=RedisRenders.from_url(redis_url) if redis_url else None)
+
+
+def render_download(cert: StoredCertificate, name: str, *, cache: RenderCache | None) -> tuple[bytes, str]:
     """The bytes and media type of download `name` (a key of DOWNLOADS)."""
     media_type, build = DOWNLOADS[name]
     key = (cert.uvci, name)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from vaxhub.certificates.verify import VerificationReport, verify_text
 from vaxhub.errors import NotFound
 from vaxhub.hub.audit.trail import AuditTrail, Interaction
-from vaxhub.hub.certificates.downloads import StoredCertificate
+from vaxhub.hub.certificates.downloads import StoredCertificate, render_cache
 from vaxhub.hub.certificates.issuance import CertificateIssuer, IssuedCertificate, IssuerProfile
 from vaxhub.hub.certificates.signing_keys import HubSigningKeys
 from vaxhub.hub.certificates.tables import CertificateRow
@@ -33,6 +33,7 @@ class CertificateService:
         self.keys = keys or HubSigningKeys.from_settings(settings)
         self.issuer = CertificateIssuer(engine, store, self.keys, trail)
         self.trust = CertificateTrust(engine, self.keys, country=settings.cert_country)
+        self.renders = render_cache(settings.redis_url)  # drawn QR images and PDFs, by issuance
 
     def card_issuer(self, root: str) -> str:
         """SHC `iss`: the setting, else the public root (or the request's) + /shc."""

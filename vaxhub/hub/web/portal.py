@@ -172,7 +172,7 @@ def build_router(web: WebContext) -> APIRouter:
         audit = web.interaction(request, "read", who)
         audit.touched("Patient", patient.id, patient.version, patient.content)
         audit.description = f"downloaded {certificate.uvci} as {name} from the citizen portal"
-        body, media_type = render_download(certificate, name)
+        body, media_type = render_download(certificate, name, cache=web.certificates.renders)
         web.trail.record(audit)
         filename = f"{certificate.uvci.rsplit(':', 1)[-1][:12].lower()}-{name}"
         return Response(body, media_type=media_type, headers={
