@@ -189,6 +189,8 @@ def restart_renamed(managed: Managed, suffix: str) -> None:
     managed.start()
 
 
-def start_link_worker(env: dict[str, str], log_dir: Path, index: int) -> Managed:
+def start_link_worker(env: dict[str, str], log_dir: Path, index: int, *, nice: int = 0) -> Managed:
+    """`nice` below 0 (root only) lets the link worker go before the API when
+    the cores are short, as a CPU reservation would on a shared host."""
     name = f"link-{index}"
-    return Managed(name, [*VAXHUB, "mpi", "work"], env, log_dir / f"{name}.log").start()
+    return Managed(name, [*VAXHUB, "mpi", "work"], env, log_dir / f"{name}.log", nice=nice).start()

@@ -124,7 +124,7 @@ def start_hub(args, env: dict[str, str], logs: Path, registry_file: Path) -> Hub
     env.update({"VAXHUB_POPULATION_REGISTRY_WSDL": wsdl, "VAXHUB_SOCIAL_INSURANCE_URL": insurance,
                 "VAXHUB_SOCIAL_INSURANCE_API_KEY": API_KEY})
     verification = [start_verification_worker(env, logs, i) for i in range(args.verification_workers)]
-    linking = [start_link_worker(env, logs, i) for i in range(args.link_workers)]
+    linking = [start_link_worker(env, logs, i, nice=args.link_nice) for i in range(args.link_workers)]
     api = start_api(env, logs, args.api_processes, nice=args.api_nice)
     return Hub(registries, api, verification, linking, env, logs)
 
@@ -484,6 +484,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-threads", type=int, default=8, help="VAXHUB_API_THREADS: requests each API process works on at once")
     parser.add_argument("--api-nice", type=int, default=0,
                         help="niceness of the API processes: above 0 the outbox workers (and the registry simulators) go first when the cores are short")
+    parser.add_argument("--link-nice", type=int, default=0,
+                        help="niceness of the MPI link workers: below 0 (root only) they go before the API when the cores are short")
     parser.add_argument("--only", choices=sorted(mix.USER_SHARE), default=None,
                         help="run one kind of user alone, at its share of the mix (what one kind costs: CPU s per request)")
     parser.add_argument("--ramp-seconds", type=float, default=10.0, help="seconds to start every user")

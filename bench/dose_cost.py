@@ -1,0 +1,154 @@
+"""What one dose costs: CPU of the API and of PostgreSQL, and WAL, per
+Immunization stored from the load test's site Bundles.
+
+One `vaxhub serve` process on a fresh PostgreSQL database; the sites are
+registered and `--known` people stored with a first dose (as the load test
+seeds them); then `--bundles` transaction Bundles of 20 doses shaped as in
+the national load test (`bench/load/workload.py`: each dose with its
+Patient, conditional creates on the CCCD and the site's number, 38 % of the
+doses for people the hub has not seen) are posted by 4 client threads. The
+figures are read from the processes' own CPU counters (`/proc`) and from
+PostgreSQL's WAL position over the posting alone, so they do not move with
+how busy the machine is the way a rate does; the outbox workers are not
+running (their jobs only queue).
+
+The floor is measured in the same run: parsing and validating the same
+resources with the fhir.resources models in this process, the least any
+FHIR server does per dose. hub/floor is the API's CPU per dose over it.
+
+    .venv/bin/pip install -e '.[load]'   # psutil, as for the load test
+    .venv/bin/python bench/dose_cost.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import psutil
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from bench.databases import fresh_postgres_database  # noqa: E402
+from bench.ingest import Hub, post_all, register_sites  # noqa: E402
+from bench.load import mix, workload  # noqa: E402
+from vaxhub.fhir.resources import MODELS  # noqa: E402
+
+console = Console(width=150)
+NEW_SHARE = 0.38  # the load test's share of doses for new people
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _postgres_pids() -> list[int]:
+    """Every PostgreSQL process (backends and the server's own writers)."""
+    return [p.pid for p in psutil.process_iter(["username", "name"]) if p.info["username"] == "postgres" and "postgres" in (p.info["name"] or "")]
+
+
+def _api_pids(hub: Hub) -> list[int]:
+    proc = psutil.Process(hub.proc.pid)
+    return [proc.pid, *(c.pid for c in proc.children(recursive=True))]
+
+
+def _first_doses(people: workload.LoadPeople) -> list[bytes]:
+    bodies = []
+    for site in people.sites:
+        known = people.known[site.code]
+        for start in range(0, len(known), mix.DOSES_PER_BUNDLE):
+            doses = [(p, workload.next_dose(people.population, p, 1, site)) for p in known[start : start + mix.DOSES_PER_BUNDLE]]
+            bodies.append(orjson.dumps(workload.dose_bundle(doses, site)))
+    return bodies
+
+
+def _load_bundles(people: workload.LoadPeople, count: int, seed: int) -> list[bytes]:
+    pickers = {s.code: workload.SitePeople(people, s, NEW_SHARE, random.Random(f"{seed}-{s.code}")) for s in people.sites}
+    bodies = []
+    for index in range(count):
+        site = people.sites[index % len(people.sites)]
+        picked = pickers[site.code].pick_distinct(mix.DOSES_PER_BUNDLE)
+        bodies.append(orjson.dumps(workload.dose_bundle([(p, d) for p, d, _new in picked], site)))
+    return bodies
+
+
+def _floor_ms_per_dose(bodies: list[bytes]) -> float:
+    doses = 0
+    started = time.process_time()
+    for body in bodies:
+        for entry in orjson.loads(body)["entry"]:
+            resource = entry["resource"]
+            MODELS[resource["resourceType"]].model_validate(resource)
+            doses += resource["resourceType"] == "Immunization"
+    return (time.process_time() - started) * 1000 / doses
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgres-url", default=os.environ.get("VAXHUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+                        help="admin URL; a fresh database is created and dropped")
+    parser.add_argument("--known", type=int, default=3000, help="people stored with a first dose before the measured Bundles")
+    parser.add_argument("--bundles", type=int, default=400, help="measured Bundles of 20 doses")
+    parser.add_argument("--rounds", type=int, default=2, help="measured rounds, each on a fresh database")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    people = workload.split_people(args.known * 2 + args.bundles * 20, args.seed, args.known)
+    sites = [r for s in people.sites for r in workload.site_resources(s)]
+    seeding = _first_doses(people)
+    measured = _load_bundles(people, args.bundles, args.seed)
+    doses = args.bundles * mix.DOSES_PER_BUNDLE
+    floor = _floor_ms_per_dose(measured)
+
+    table = Table(title=f"per Immunization stored: {args.bundles} Bundles of {mix.DOSES_PER_BUNDLE} doses, {NEW_SHARE:.0%} new people, one API process")
+    for column in ("round", "doses/s", "API CPU ms", "PostgreSQL CPU ms", "WAL kB", "floor ms", "API / floor", "errors"):
+        table.add_column(column, justify="right")
+    ok = True
+    for round_no in range(1, args.rounds + 1):
+        url, drop = fresh_postgres_database(args.postgres_url, "vaxhub_dose_cost")
+        hub = Hub(url, 1)
+        admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+        try:
+            register_sites(hub.base, hub.headers, sites)
+            _elapsed, failures = post_all(hub.base, hub.headers, seeding, 4, f"round {round_no}: first doses of {args.known} people")
+            with admin.connect() as conn:
+                conn.execute(text("CHECKPOINT"))  # every round starts from the same point of the WAL cycle
+                wal_before = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
+            api_pids, pg_pids = _api_pids(hub), _postgres_pids()
+            api_before, pg_before = _cpu_seconds(api_pids), _cpu_seconds(pg_pids)
+            elapsed, more = post_all(hub.base, hub.headers, measured, 4, f"round {round_no}: measured Bundles")
+            api_cpu, pg_cpu = _cpu_seconds(api_pids) - api_before, _cpu_seconds(_postgres_pids()) - pg_before
+            with admin.connect() as conn:
+                wal = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one() - wal_before
+        finally:
+            hub.stop()
+            admin.dispose()
+            drop()
+        failures += more
+        ok &= not failures
+        api_ms = api_cpu * 1000 / doses
+        table.add_row(str(round_no), f"{doses / elapsed:,.0f}", f"{api_ms:.2f}", f"{pg_cpu * 1000 / doses:.2f}", f"{float(wal) / doses / 1024:.1f}",
+                      f"{floor:.2f}", f"{api_ms / floor:.1f}", str(len(failures)))
+        for failure in failures[:3]:
+            console.print(f"[red]{failure}")
+    console.print(table)
+    console.print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
