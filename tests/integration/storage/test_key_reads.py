@@ -75,3 +75,23 @@ def test_only_a_locking_read_holds_the_rows(store, engine):
 
     assert blocked_by(lock=True)
     assert not blocked_by(lock=False)
+
+
+def test_rows_of_the_named_resources_go_from_every_table_and_no_others(store, engine):
+    from sqlalchemy import func, select
+
+    from vaxhub.hub.storage.store import CLAIM, INDEX_TABLES
+
+    a, b, shot = _stored(store)
+    tables = (*INDEX_TABLES, CLAIM)
+
+    def rows_of(res_id: str) -> int:
+        with engine.connect() as conn:
+            return sum(conn.execute(select(func.count()).select_from(t).where(t.c.res_id == res_id)).scalar_one() for t in tables)
+
+    before = {i: rows_of(i) for i in (a.id, b.id, shot.id)}
+    assert all(before.values())
+    with engine.begin() as conn:
+        key_reads.delete_rows_of(conn, tables, "Patient", [a.id, shot.id, a.id])  # the Immunization's id, under Patient: not its rows
+        key_reads.delete_rows_of(conn, tables, "Patient", [])
+    assert (rows_of(a.id), rows_of(b.id), rows_of(shot.id)) == (0, before[b.id], before[shot.id])

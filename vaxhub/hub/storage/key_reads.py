@@ -1,6 +1,8 @@
 """Reads of many rows by key, one query per call: the identifier claims a
 Bundle names, the resources its references point to, the current versions its
-conditional creates matched.
+conditional creates matched (or an update is about to replace); and the
+replaced versions' search-index rows, deleted from every table in one
+statement.
 
 On PostgreSQL the keys travel as one JSON array (`json_to_recordset`) in a
 statement whose text never changes, handed to the driver as it is
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, or_, select
 
 from vaxhub.hub.storage.tables import IdentifierClaimRow, ResourceRow
 
@@ -43,6 +45,13 @@ _CURRENT_SQL = (
     " JOIN (SELECT DISTINCT t, i FROM json_to_recordset(%s::json) AS k(t text, i text)) k"
     " ON r.res_type = k.t AND r.res_id = k.i ORDER BY r.res_type, r.res_id"
 )
+
+
+def _delete_sql(tables: tuple[str, ...]) -> str:
+    ids = "SELECT value FROM json_array_elements_text(%(ids)s::json)"
+    deletes = [f"DELETE FROM {name} WHERE res_type = %(type)s AND res_id IN ({ids})" for name in tables]
+    ctes = ", ".join(f"d{i} AS ({statement})" for i, statement in enumerate(deletes[:-1]))
+    return f"WITH {ctes} {deletes[-1]}" if ctes else deletes[-1]
 
 
 class CurrentRow(NamedTuple):
@@ -102,6 +111,20 @@ def current_rows(conn: Connection, keys: Iterable[tuple[str, str]], *, lock: boo
         for r in conn.execute(select(*columns).where(clause))
     ]
     return sorted(rows, key=lambda r: (r.res_type, r.res_id))
+
+
+def delete_rows_of(conn: Connection, tables: tuple[Table, ...], rtype: str, ids: list[str]) -> None:
+    """Delete the rows of resources `rtype`/`ids` from each of `tables` (keyed
+    by `res_type`, `res_id`): on PostgreSQL in one statement, one CTE per table."""
+    if not ids:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_delete_sql(tuple(t.name for t in tables)), {"type": rtype, "ids": orjson.dumps(sorted(set(ids))).decode()})
+        return
+    for start in range(0, len(ids), _IN_LIMIT):
+        chunk = ids[start : start + _IN_LIMIT]
+        for table in tables:
+            conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id.in_(chunk)))
 
 
 def _driver_rows(conn: Connection, sql: str, keys: list[dict[str, str]]) -> list[tuple]:

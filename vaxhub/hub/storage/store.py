@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -471,11 +471,8 @@ class Writer:
         if self.guard is not None or len(resources) < 2 or len(set(ids)) != len(ids) or not all(ID_PATTERN.match(i) for i in ids):
             return [self.update(rtype, r["id"], r) for r in resources]
         self.flush()
-        stmt = (select(RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted)
-                .where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id.in_(ids)).order_by(RESOURCE.c.res_id))
-        if self.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        current = {r.res_id: Stored(rtype, r.res_id, r.version, r.last_updated, None if r.deleted else r.content) for r in self.conn.execute(stmt)}
+        current = {r.res_id: Stored(rtype, r.res_id, r.version, r.last_updated, None if r.deleted else r.content)
+                   for r in key_reads.current_rows(self.conn, [(rtype, i) for i in ids], lock=True)}
         results: dict[str, WriteResult] = {}
         changed: list[tuple[Stored, dict]] = []
         for resource in resources:
@@ -510,8 +507,7 @@ class Writer:
                     archived,
                 )
             changed_ids = [s.id for s, _c in changed]
-            for table in (*INDEX_TABLES, CLAIM):
-                self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id.in_(changed_ids)))
+            key_reads.delete_rows_of(self.conn, (*INDEX_TABLES, CLAIM), rtype, changed_ids)
             for found, content in changed:
                 self._versions.append(self._version_row(rtype, found.id, found.version + 1, "update"))
                 self._index.extend(index_rows(rtype, found.id, content))
@@ -711,8 +707,7 @@ class Writer:
             self._claims[key] = _Pending(rtype, res_id, content, path)
 
     def _delete_index(self, rtype: str, res_id: str) -> None:
-        for table in (*INDEX_TABLES, CLAIM):
-            self.conn.execute(delete(table).where(table.c.res_type == rtype, table.c.res_id == res_id))
+        key_reads.delete_rows_of(self.conn, (*INDEX_TABLES, CLAIM), rtype, [res_id])
 
     def read_current_many(self, keys: list[tuple[str, str]], *, lock: bool) -> None:
         """Read the current versions of many resources in one query; the next
