@@ -57,9 +57,9 @@ def _drain(url: str, batch: int, start, results) -> None:  # noqa: ANN001 - mult
     mpi = MasterPatientIndex(engine, trail=AuditTrail(engine))
     worker = LinkWorker(mpi, batch=batch, backoff_seconds=0.2)
     start.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     linked = worker.run(until_idle=True, poll_seconds=0.05)
-    results.put((linked, worker.failed, time.perf_counter() - t0))
+    results.put((linked, worker.failed, time.perf_counter() - t0, time.process_time() - cpu0))
     engine.dispose()
 
 
@@ -158,7 +158,9 @@ def main() -> None:
                           str(len(rows) - queued), f"{seconds:.1f}", f"{(len(rows) - queued) / seconds:.0f}", str(right), str(wrong),
                           str(own), str(persons_made), str(failed))
             console.print(f"phase {phase + 1}: {workers} worker(s): {len(rows) - queued} linked, {queued} not linked, "
-                          f"{linked_twice} records linked twice, {stale} golden Patients left stale, per worker {[o[0] for o in outs]}")
+                          f"{linked_twice} records linked twice, {stale} golden Patients left stale, per worker {[o[0] for o in outs]}; "
+                          f"worker CPU {sum(o[3] for o in outs) * 1000 / max(1, len(rows) - queued):.2f} ms per record linked "
+                          "(goldens included: what a worker needs of a core to keep up)")
 
         # Floors on the same rows: the least a worker that commits per record pays, and per 200.
         ids = [i.record_id for i in loaded.held_out[: args.incoming]]
