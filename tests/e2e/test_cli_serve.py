@@ -115,20 +115,29 @@ def test_demo_loads_sample_data_idempotently(tmp_path):
     assert "sample data: 0 resources created" in again.stdout
 
 
-def _idle_then_ask(port: int, idle: float) -> bytes:
-    """Ask on one keep-alive connection, stay idle for `idle` s, ask again; the second answer's first bytes
-    (empty when the server closed the connection while it was idle)."""
-    request = f"GET /fhir/metadata HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        first = sock.recv(65536)
-        assert first.startswith(b"HTTP/1.1 200"), first[:100]
+def _idle_then_ask(port: int, idle: float) -> int | None:
+    """Ask on one keep-alive connection, stay idle for `idle` s, ask again on the
+    same connection: the second answer's status, None when the server had closed it."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/fhir/metadata")
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+        sock = conn.sock
         time.sleep(idle)
         try:
-            sock.sendall(request)
-            return sock.recv(16)
-        except (ConnectionResetError, BrokenPipeError):
-            return b""
+            conn.request("GET", "/fhir/metadata")
+            second = conn.getresponse()
+            second.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            return None
+        assert conn.sock is sock  # the same connection, not a new one
+        return second.status
+    finally:
+        conn.close()
 
 
 def test_serve_keeps_idle_connections_open_as_long_as_asked(tmp_path):
@@ -138,8 +147,8 @@ def test_serve_keeps_idle_connections_open_as_long_as_asked(tmp_path):
                             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(f"http://127.0.0.1:{port}/fhir/metadata", proc)
-        assert _idle_then_ask(port, 0.5).startswith(b"HTTP/1.1 200")  # reused within the keep-alive
-        assert _idle_then_ask(port, 3.5) == b""  # closed by the server after 2 s idle
+        assert _idle_then_ask(port, 0.5) == 200  # reused within the keep-alive
+        assert _idle_then_ask(port, 3.5) is None  # closed by the server after 2 s idle
     finally:
         proc.terminate()
         proc.wait(timeout=20)
