@@ -65,7 +65,15 @@ def test_what_one_process_drew_the_others_take_from_redis(holder, second_dose, e
 
 def test_a_redis_that_is_down_only_means_drawing_again(holder, second_dose, es256_signer, now):
     hc1 = issue_dcc(holder, second_dose, es256_signer, issued_at=now)
-    down = RenderCache(shared=RedisRenders.from_url("redis://127.0.0.1:1/0"))
+    moments = [1000.0]
+    shared = RedisRenders(RedisRenders.from_url("redis://127.0.0.1:1/0").client, rest_seconds=30, clock=lambda: moments[0])
+    down = RenderCache(shared=shared)
     body, _ = render_download(_stored("URN:UVCI:01:VN:DOWN", hc1), "dcc.png", cache=down)
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(body)))
     assert [d.text for d in decoded] == [hc1] and down.shared_hits == 0
+    assert shared.failures == 1  # the read failed; the write that followed was not tried
+    render_download(_stored("URN:UVCI:01:VN:DOWN2", hc1), "dcc.png", cache=down)
+    assert shared.failures == 1  # Redis is left alone while it rests
+    moments[0] += 31
+    render_download(_stored("URN:UVCI:01:VN:DOWN3", hc1), "dcc.png", cache=down)
+    assert shared.failures == 2  # and tried again after

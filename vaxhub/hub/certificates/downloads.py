@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -124,11 +125,18 @@ class SharedRenders(Protocol):
 
 class RedisRenders:
     """Drawn downloads in Redis, each expiring after `SHARED_SECONDS`. A cache
-    only: when Redis is slow or down the download is drawn here instead."""
+    only: when Redis is slow or down the download is drawn here instead, and
+    Redis is left alone for `rest_seconds` (a timeout on every download would
+    add its wait to each, and a warning line)."""
 
-    def __init__(self, client, *, prefix: str = "vaxhub:render:"):  # noqa: ANN001 - a redis.Redis
+    def __init__(self, client, *, prefix: str = "vaxhub:render:", rest_seconds: float = 30.0,  # noqa: ANN001 - a redis.Redis
+                 clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.prefix = prefix
+        self.rest_seconds = rest_seconds
+        self.clock = clock
+        self.failures = 0
+        self._resting_until = 0.0
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25) -> "RedisRenders":
@@ -137,21 +145,23 @@ class RedisRenders:
         return cls(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout))
 
     def get(self, key: str) -> bytes | None:
-        import redis
-
-        try:
-            return self.client.get(self.prefix + key)
-        except redis.RedisError as exc:
-            log.warning("shared render cache unavailable, drawing here: %s", exc)
-            return None
+        return self._call(lambda: self.client.get(self.prefix + key), "drawing here")
 
     def put(self, key: str, body: bytes, seconds: int) -> None:
+        self._call(lambda: self.client.set(self.prefix + key, body, ex=seconds), "not kept")
+
+    def _call(self, command: Callable[[], Any], instead: str) -> Any:
         import redis
 
+        if self.clock() < self._resting_until:
+            return None
         try:
-            self.client.set(self.prefix + key, body, ex=seconds)
+            return command()
         except redis.RedisError as exc:
-            log.warning("shared render cache unavailable, not kept: %s", exc)
+            self.failures += 1
+            self._resting_until = self.clock() + self.rest_seconds
+            log.warning("shared render cache unavailable (%s), %s; next try in %.0f s", exc, instead, self.rest_seconds)
+            return None
 
 
 class RenderCache:
