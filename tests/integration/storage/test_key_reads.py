@@ -19,20 +19,19 @@ def _stored(store: FhirStore):
 
 
 def test_claim_owners_answer_each_held_identifier_with_its_owner(store, engine):
-    a, b, shot = _stored(store)
-    cccd_system = CCCD
+    a, b, _shot = _stored(store)
     keys = [
-        ("Patient", cccd_system, "079090011111"),
-        ("Patient", cccd_system, "079090022222"),
-        ("Patient", cccd_system, "079090099999"),  # held by nobody
+        ("Patient", CCCD, "079090011111"),
+        ("Patient", CCCD, "079090022222"),
+        ("Patient", CCCD, "079090099999"),  # held by nobody
         ("Patient", "urn:other-system", "079090011111"),  # the value, under another system
-        ("Immunization", cccd_system, "079090011111"),  # the value, for another type
-        ("Patient", cccd_system, "079090011111"),  # asked twice
+        ("Immunization", CCCD, "079090011111"),  # the value, for another type
+        ("Patient", CCCD, "079090011111"),  # asked twice
     ]
     with engine.connect() as conn:
         owners = key_reads.claim_owners(conn, keys)
         assert key_reads.claim_owners(conn, []) == {}
-    assert owners == {("Patient", cccd_system, "079090011111"): a.id, ("Patient", cccd_system, "079090022222"): b.id}
+    assert owners == {("Patient", CCCD, "079090011111"): a.id, ("Patient", CCCD, "079090022222"): b.id}
 
 
 def test_live_resources_leave_out_unknown_and_deleted(store, engine):

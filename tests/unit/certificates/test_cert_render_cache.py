@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import uuid
 
 import zxingcpp
 from PIL import Image
 
 from vaxhub.certificates.dcc import issue_dcc
-import uuid
-
 from vaxhub.hub.certificates.downloads import SHARED_SECONDS, RedisRenders, RenderCache, StoredCertificate, render_cache, render_download
 
 

@@ -6,11 +6,11 @@ statement.
 
 On PostgreSQL the keys travel as one JSON array (`json_to_recordset`) in a
 statement whose text never changes, handed to the driver as it is
-(`exec_driver_sql`): psycopg
-then keeps it prepared on the server (parsed and planned once per
-connection), and no `IN (…)` list is compiled and rendered per call, which
-cost about a tenth of the API's CPU for a Bundle of 20 doses. Elsewhere (SQLite)
-the same reads are `type = … AND value IN (…)` arms through SQLAlchemy.
+(`exec_driver_sql`): psycopg keeps it prepared on the server (parsed and
+planned once per connection), and no `IN (…)` list is compiled and rendered
+per call, which took about a tenth of the API's CPU for a Bundle of 20 doses.
+Elsewhere (SQLite) the same reads are `type = … AND value IN (…)` arms
+through SQLAlchemy.
 """
 
 from __future__ import annotations
