@@ -155,3 +155,33 @@ def test_many_resources_are_read_in_one_query_and_each_read_once(engine):
     assert version == 2
     resource_reads = [s for s in statements[:seen] if s.lstrip().upper().startswith("SELECT") and "FROM resource" in s]
     assert len(resource_reads) == 1  # both Patients (and the unknown id) in one statement
+
+
+@pytest.mark.parametrize("people", [1, 2])
+def test_a_bundle_does_not_lock_the_patients_its_conditional_creates_matched(engine, people):
+    """A site re-sends stored people with new doses (a VXU: one person; a Bundle: several): the
+    stored Patients are answered with, not written, so a Bundle goes through while another
+    transaction holds their rows."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's; SQLite's writer holds the whole database")
+    from tests.builders import person_with_doses, transaction
+    from vaxhub.hub.operations.transaction import process_bundle
+
+    store = FhirStore(engine)
+    cccds = [f"07909006{n:04d}" for n in range(people)]
+    process_bundle(store, transaction(*[e for c in cccds for e in person_with_doses(c, 1)]), base="http://hub.test/fhir")
+    with engine.connect() as holder:
+        with holder.begin():
+            holder.execute(text("SELECT 1 FROM resource WHERE res_type = 'Patient' FOR UPDATE"))
+            finished: list[dict] = []
+            # The same people, each with a new dose only (as a VXU sends it): the Patients are the only matches.
+            resend = transaction(*[e for c in cccds for e in person_with_doses(c, 2)[::2]])
+            worker = threading.Thread(target=lambda: finished.append(process_bundle(store, resend, base="http://hub.test/fhir")))
+            worker.start()
+            worker.join(timeout=20)
+            done_while_held = not worker.is_alive()
+        worker.join(timeout=20)
+    assert done_while_held
+    statuses = [e["response"]["status"] for e in finished[0]["entry"]]
+    assert statuses.count("200 OK") == people  # each Patient matched
+    assert statuses.count("201 Created") == people  # each second dose stored

@@ -718,8 +718,8 @@ class Writer:
         first after a checkpoint, a copy of the whole page to the WAL), so reads
         that only answer with the resource do without it."""
         wanted = sorted({k for k in keys if k not in self._created and k not in self._locked})
-        if len(wanted) < 2:
-            return  # one row: the read itself is the one query
+        if not wanted or (lock and len(wanted) < 2):
+            return  # one row to lock: the locking read itself is the one query
         found = {
             (row.res_type, row.res_id): Stored(row.res_type, row.res_id, row.version, row.last_updated, None if row.deleted else row.content)
             for row in key_reads.current_rows(self.conn, wanted, lock=lock)
