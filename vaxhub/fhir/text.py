@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _D_STROKE = str.maketrans({"Đ": "D", "đ": "d", "Ð": "D", "ð": "d"})
 _SPACES = re.compile(r"\s+")
@@ -21,6 +22,7 @@ def nfc(text: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
+@lru_cache(maxsize=1 << 16)  # names repeat: the same family and given names fold again for every record
 def fold(text: str) -> str:
     """Diacritic-free, lower-case, single-spaced form of `text`."""
     decomposed = unicodedata.normalize("NFD", text.translate(_D_STROKE))

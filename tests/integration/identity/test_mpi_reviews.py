@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.identity.identity_builders import HUONG, link_row, of, person_of
+from tests.integration.identity.identity_builders import HUONG, NAM, link_row, of, person_of
 
 
 def created(response) -> str:
@@ -67,6 +67,26 @@ def test_a_rejected_pair_stays_apart_and_is_not_queued_again(ops, borderline, en
     assert open_reviews(ops) == []
     history = ops.get(f"/ops/mpi/records/{review['record']['id']}").json()["events"]
     assert [e["action"] for e in history].count("review-queued") == 1
+
+
+def test_reviews_opened_in_one_batch_each_name_their_own_pair_in_the_history(ops, site, link_all, engine):
+    """The worker keeps a batch's reviews and writes them with its other writes:
+    each history event must still name its own review, and each review the
+    candidate's person."""
+    hanoi, hcm = site("79001"), site("79002")
+    pairs = []
+    for citizen, typo, phone in ((HUONG, "Nguyễn Thị Thu Huơng", "0912345678"), (NAM, "Nguyễn Văn Năm", "0933444555")):
+        first = created(hanoi.post("/fhir/Patient", json=of(citizen, phone=phone, number=f"{citizen.cccd}-a")))
+        second = created(hcm.post("/fhir/Patient", json=of(citizen, name=typo, cccd=None, phone=phone, site="79002", number=f"{citizen.cccd}-c")))
+        pairs.append({first, second})
+    link_all()
+    reviews = open_reviews(ops)
+    assert sorted(({r["record"]["id"], r["candidate"]["id"]} for r in reviews), key=sorted) == sorted(pairs, key=sorted)
+    for review in reviews:
+        record, candidate = review["record"]["id"], review["candidate"]["id"]
+        events = [e for e in ops.get(f"/ops/mpi/records/{record}").json()["events"] if e["action"] == "review-queued"]
+        assert [(e["review"], e["after"]["candidate"]) for e in events] == [(review["id"], candidate)]
+        assert events[0]["person"] == person_of(engine, candidate) != person_of(engine, record)
 
 
 def test_review_decisions_are_checked(ops, borderline):

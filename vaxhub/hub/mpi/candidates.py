@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, select
 
 from vaxhub.hub.mpi.frequencies import IndexFrequencies, load_frequencies
 from vaxhub.hub.storage.mpi_tables import MpiBlockRow, MpiRecordRow
+from vaxhub.hub.storage.lists import one_of
 from vaxhub.identity.keys import MatchKeys, blocking_keys
 from vaxhub.identity.comparisons import compare, prepare
 from vaxhub.identity.scoring import EXCLUDED, MatchModel, MatchScore, rule_verdict
@@ -81,11 +82,11 @@ class PersonMatch:
 # through `record_id IN (SELECT … FROM mpi_block …)` can be planned as a walk
 # over every record when the tables were never analysed). No DISTINCT and no
 # LIMIT here: either invites a walk along another index that stops early.
-FILED_UNDER_KEYS = select(BLOCK.c.key, BLOCK.c.record_id).where(BLOCK.c.key.in_(bindparam("keys", expanding=True)))
+FILED_UNDER_KEYS = select(BLOCK.c.key, BLOCK.c.record_id).where(one_of(BLOCK.c.key, "keys"))
 _CANDIDATES = (
     select(RECORD.c.record_id, RECORD.c.person_id, RECORD.c.match_keys, RECORD.c.verified_cccd, RECORD.c.registry_cccd)
     .where(
-        RECORD.c.record_id.in_(bindparam("filed", expanding=True)),
+        one_of(RECORD.c.record_id, "filed"),
         RECORD.c.person_id.is_not(None),
         RECORD.c.match_keys.is_not(None),
         RECORD.c.record_id != bindparam("besides"),

@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Iterable
 import dataclasses
 
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from vaxhub.hub.storage.mpi_tables import MpiTermRow
+from vaxhub.hub.storage.lists import one_of
 from vaxhub.identity.keys import MatchKeys
 from vaxhub.identity.scoring import TF_FIELDS, MatchModel
 
@@ -35,7 +36,7 @@ _AGREEMENT = {"family": ("family", "exact"), "middle": ("middle", "exact"), "giv
 
 
 _LOAD = select(TERM.c.field, TERM.c.value, TERM.c.count).where(
-    TERM.c.field.in_(bindparam("fields", expanding=True)), TERM.c.value.in_(bindparam("values", expanding=True)))
+    one_of(TERM.c.field, "fields"), one_of(TERM.c.value, "values"))
 _UPSERT_ARRAYS = text(
     "INSERT INTO mpi_term (field, value, count) SELECT * FROM unnest(CAST(:fields AS text[]), CAST(:values AS text[]), CAST(:counts AS int[])) "
     "ON CONFLICT (field, value) DO UPDATE SET count = mpi_term.count + excluded.count"

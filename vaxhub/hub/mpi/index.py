@@ -32,6 +32,7 @@ from vaxhub.hub.storage.mpi_tables import (
     MpiReviewRow,
 )
 from vaxhub.hub.storage.bulk import insert_rows
+from vaxhub.hub.storage.lists import one_of
 from vaxhub.hub.storage.store import RESOURCE, Writer
 from vaxhub.identity.keys import MatchKeys
 
@@ -46,10 +47,21 @@ _UNKNOWN = object()
 # Statements of the online path, built once (their SET columns come with the parameters).
 _PLACE = update(RECORD).where(RECORD.c.record_id == bindparam("b_record_id"))
 _LOG = insert(EVENT).returning(EVENT.c.id)
+_OPEN_REVIEWS = insert(REVIEW).returning(REVIEW.c.id, sort_by_parameter_order=True)
 # Unconditional, so the person row is always locked: a golden rebuild holding
 # the row (it read the members before this link commits) is waited for, and
 # its "fresh" is overwritten by this "stale" (see `MasterPatientIndex.rebuild_goldens`).
-_MARK_STALE = update(PERSON).where(PERSON.c.person_id.in_(bindparam("persons", expanding=True))).values(golden_stale=True)
+_MARK_STALE = update(PERSON).where(one_of(PERSON.c.person_id, "persons")).values(golden_stale=True)
+_UNFILE = delete(BLOCK).where(one_of(BLOCK.c.record_id, "records"))
+# A golden rebuild's reads: the persons' states, their members' Patients, their current goldens.
+_PERSON_STATES = select(PERSON.c.person_id, PERSON.c.state, PERSON.c.merged_into).where(one_of(PERSON.c.person_id, "persons"))
+_MEMBERS = (
+    select(RECORD.c.person_id, RECORD.c.record_id, RECORD.c.verified_cccd, RESOURCE.c.content)
+    .select_from(RECORD.join(RESOURCE, and_(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == RECORD.c.record_id)))
+    .where(one_of(RECORD.c.person_id, "persons"), RESOURCE.c.deleted.is_(False))
+)
+_GOLDENS = select(RESOURCE.c.res_id, RESOURCE.c.content, RESOURCE.c.deleted).where(RESOURCE.c.res_type == "Patient", one_of(RESOURCE.c.res_id, "persons"))
+_FRESH = update(PERSON).where(one_of(PERSON.c.person_id, "persons"), PERSON.c.golden_stale.is_(True)).values(golden_stale=False)
 _INSERT_BLOCKS = text("INSERT INTO mpi_block (key, record_id) SELECT unnest(CAST(:keys AS text[])), :record_id")
 # pg_advisory_xact_lock key of membership changes ("vaxmpi" in ASCII).
 MPI_LOCK_KEY = 0x76_61_78_6D_70_69
@@ -67,10 +79,11 @@ class LinkWrites:
         self.unfiled: list[str] = []  # records whose blocks are replaced
         self.blocks: list[dict] = []
         self.places: list[dict] = []
+        self.reviews: list[tuple[dict, dict]] = []  # a review row, and the kept history event that names it
 
     def write(self, conn) -> None:  # noqa: ANN001 - a connection
         if self.unfiled:
-            conn.execute(delete(BLOCK).where(BLOCK.c.record_id.in_(self.unfiled)))
+            conn.execute(_UNFILE, {"records": self.unfiled})
         insert_rows(conn, [(PERSON, self.persons), (BLOCK, self.blocks)])
         # One executemany per set of columns (a link an operator placed keeps its method).
         groups: dict[tuple[str, ...], list[dict]] = {}
@@ -78,7 +91,11 @@ class LinkWrites:
             groups.setdefault(tuple(sorted(params)), []).append(params)
         for rows in groups.values():
             conn.execute(_PLACE, rows)
-        self.persons, self.unfiled, self.blocks, self.places = [], [], [], []
+        if self.reviews:
+            ids = conn.execute(_OPEN_REVIEWS, [row for row, _event in self.reviews]).scalars().all()
+            for (_row, event), review_id in zip(self.reviews, ids, strict=True):
+                event["review_id"] = review_id  # the events are written after these writes (`PersonIndex.write_events`)
+        self.persons, self.unfiled, self.blocks, self.places, self.reviews = [], [], [], [], []
 
 
 @dataclass(frozen=True)
@@ -262,6 +279,18 @@ class PersonIndex:
             .limit(1)
         ).scalar()
 
+    def open_review(self, review: dict, *, after: dict) -> None:
+        """Ask an operator about a pair (`review`: an `mpi_review` row), with its
+        history event. In a batch both are kept, the review to go out with the
+        batch's other writes and the event to learn its id then: opening one
+        costs no round trip and does not send the kept writes early."""
+        if self.writes is not None and self.events is not None:
+            self.log("review-queued", record_id=review["record_id"], person_id=review["person_id"], after=after)
+            self.writes.reviews.append((review, self.events[-1]))
+            return
+        review_id = self.conn.execute(insert(REVIEW).values(**review).returning(REVIEW.c.id)).scalar_one()
+        self.log("review-queued", record_id=review["record_id"], person_id=review["person_id"], review_id=review_id, after=after)
+
     def supersede_reviews(self, record_id: str, *, either_side: bool = False) -> None:
         side = or_(REVIEW.c.record_id == record_id, REVIEW.c.candidate_id == record_id) if either_side else REVIEW.c.record_id == record_id
         self.conn.execute(update(REVIEW).where(side, REVIEW.c.status == "open").values(status="superseded", decided_at=self.now))
@@ -311,17 +340,12 @@ class PersonIndex:
         if not persons:
             return
         self.writer.flush()  # a golden created earlier in this unit may still be buffered
-        states = {r.person_id: (r.state, r.merged_into) for r in self.conn.execute(
-            select(PERSON.c.person_id, PERSON.c.state, PERSON.c.merged_into).where(PERSON.c.person_id.in_(persons)))}
+        wanted = {"persons": persons}
+        states = {r.person_id: (r.state, r.merged_into) for r in self.conn.execute(_PERSON_STATES, wanted)}
         members: dict[str, list[Member]] = {}
-        for r in self.conn.execute(
-            select(RECORD.c.person_id, RECORD.c.record_id, RECORD.c.verified_cccd, RESOURCE.c.content)
-            .select_from(RECORD.join(RESOURCE, and_(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == RECORD.c.record_id)))
-            .where(RECORD.c.person_id.in_(persons), RESOURCE.c.deleted.is_(False))
-        ):
+        for r in self.conn.execute(_MEMBERS, wanted):
             members.setdefault(r.person_id, []).append(Member(r.record_id, r.content, r.verified_cccd))
-        current = {r.res_id: r for r in self.conn.execute(
-            select(RESOURCE.c.res_id, RESOURCE.c.content, RESOURCE.c.deleted).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(persons)))}
+        current = {r.res_id: r for r in self.conn.execute(_GOLDENS, wanted)}
         writes, deletes = [], []
         for person_id in persons:
             state = states.get(person_id)
@@ -344,4 +368,4 @@ class PersonIndex:
             self.writer.delete("Patient", person_id)
         known = sorted(states)
         if known:
-            self.conn.execute(update(PERSON).where(PERSON.c.person_id.in_(known), PERSON.c.golden_stale.is_(True)).values(golden_stale=False))
+            self.conn.execute(_FRESH, {"persons": known})

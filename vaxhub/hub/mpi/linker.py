@@ -34,9 +34,10 @@ from vaxhub.hub.mpi.candidates import Evidence, PersonMatch, contradicting_recor
 from vaxhub.hub.mpi.frequencies import TermChanges
 from vaxhub.hub.mpi.golden import is_golden
 from vaxhub.hub.mpi.reads import IndexReads
-from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, REVIEW, LinkWrites, PersonIndex, RecordState, record_state
+from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, LinkWrites, PersonIndex, RecordState, record_state
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import RESOURCE, Writer
+from vaxhub.hub.storage.lists import one_of
 from vaxhub.identity.keys import match_keys, national_numbers
 from vaxhub.identity.scoring import MatchModel, MatchScore
 
@@ -57,6 +58,7 @@ class LinkOutcome:
     score: float | None = None
     reasons: tuple[str, ...] = ()
     review_with: str | None = None  # the candidate record an operator is asked about
+    review_person: str | None = None  # that record's person
     weight: float | None = None  # the match weight (log2 Bayes factor) behind `score`
 
 
@@ -68,13 +70,14 @@ class RegistryView:
     registry_cccd: str | None
 
 
+_REGISTRY_VIEWS = select(JOB.c.patient_id, JOB.c.patient_version, JOB.c.result_status, JOB.c.result_version, JOB.c.registry_id).where(
+    one_of(JOB.c.patient_id, "records"))
+
+
 def registry_views(conn, record_ids: list[str]) -> dict[str, RegistryView]:
     """The registry's answer about each record's current claim: a result for an
     older claim (the Patient's identity changed since) counts as none."""
-    rows = conn.execute(
-        select(JOB.c.patient_id, JOB.c.patient_version, JOB.c.result_status, JOB.c.result_version, JOB.c.registry_id)
-        .where(JOB.c.patient_id.in_(record_ids))
-    ).all()
+    rows = conn.execute(_REGISTRY_VIEWS, {"records": list(record_ids)}).all()
     views = {}
     for row in rows:
         if row.result_version is not None and row.result_version == row.patient_version and row.registry_id:
@@ -98,7 +101,7 @@ def _read_statement(postgresql: bool, *, many: bool = False):
         select(RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.content, RESOURCE.c.deleted, *[c.label(f"r_{c.name}") for c in RECORD.c],
                JOB.c.patient_version, JOB.c.result_status, JOB.c.result_version, JOB.c.registry_id, apart.label("kept_apart"))
         .select_from(RESOURCE.outerjoin(RECORD, RECORD.c.record_id == RESOURCE.c.res_id).outerjoin(JOB, JOB.c.patient_id == RESOURCE.c.res_id))
-        .where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(bindparam("record_ids", expanding=True)) if many else RESOURCE.c.res_id == me)
+        .where(RESOURCE.c.res_type == "Patient", one_of(RESOURCE.c.res_id, "record_ids") if many else RESOURCE.c.res_id == me)
     )
     return stmt.with_for_update(of=RESOURCE) if postgresql and not many else stmt
 
@@ -228,7 +231,7 @@ class Linker:
         # filed twice: an operator is asked (and can merge them).
         for match in also_linkable:
             if match.person_id != outcome.person_id:
-                self._open_review(index, record_id, match.record_id, match.score)
+                self._open_review(index, record_id, match.record_id, match.person_id, match.score)
         _refresh_or_collect(index, stale)
         return outcome
 
@@ -260,7 +263,7 @@ class Linker:
         alone = current if current and index.members(current) == [record_id] else None
         if decision == "review":
             return LinkOutcome(record_id, alone, "review", "new", best.score.grade, best.score.probability, best.score.reasons,
-                               best.record_id, best.score.weight), also
+                               best.record_id, best.person_id, best.score.weight), also
         return LinkOutcome(record_id, alone, "new-person", "new"), also
 
     def _save(self, index: PersonIndex, state: RecordState, evidence: Evidence, version: int, outcome: LinkOutcome,
@@ -286,19 +289,17 @@ class Linker:
         if state.keys is not None:  # a record linked for the first time has no reviews yet
             index.supersede_reviews(record_id)
         if outcome.action == "review" and outcome.review_with:
-            self._open_review(index, record_id, outcome.review_with,
+            self._open_review(index, record_id, outcome.review_with, outcome.review_person,
                               MatchScore(outcome.weight or 0.0, outcome.score or 0.0, outcome.grade or "possible", outcome.reasons))
         return replace(outcome, person_id=target)
 
-    def _open_review(self, index: PersonIndex, record_id: str, candidate_id: str, score: MatchScore) -> None:
-        person = index.conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id == candidate_id)).scalar()
-        review_id = index.conn.execute(
-            insert(REVIEW).values(record_id=record_id, candidate_id=candidate_id, person_id=person, score=score.probability,
-                                  weight=score.weight, grade=score.grade, reasons=list(score.reasons), status="open",
-                                  created_at=index.now).returning(REVIEW.c.id)
-        ).scalar_one()
-        index.log("review-queued", record_id=record_id, person_id=person, review_id=review_id,
-                  after={"candidate": candidate_id, "score": score.probability, "grade": score.grade})
+    def _open_review(self, index: PersonIndex, record_id: str, candidate_id: str, person: str | None, score: MatchScore) -> None:
+        if person is None:
+            person = index.conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id == candidate_id)).scalar()
+        index.open_review({"record_id": record_id, "candidate_id": candidate_id, "person_id": person, "score": score.probability,
+                           "weight": score.weight, "grade": score.grade, "reasons": list(score.reasons), "status": "open",
+                           "created_at": index.now},
+                          after={"candidate": candidate_id, "score": score.probability, "grade": score.grade})
 
     def _remove(self, index: PersonIndex, record_id: str, state: RecordState | None, stale: set[str] | None = None,
                 reads: IndexReads | None = None) -> LinkOutcome:

@@ -36,6 +36,7 @@ from vaxhub.hub.mpi.candidates import (
 from vaxhub.hub.mpi.frequencies import IndexFrequencies, load_frequencies, term_values
 from vaxhub.hub.mpi.index import BLOCK, RECORD
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
+from vaxhub.hub.storage.lists import one_of
 from vaxhub.identity.keys import MatchKeys
 from vaxhub.identity.scoring import MatchModel
 
@@ -54,7 +55,7 @@ def _verified_holder_statement(filed: bool):
     by_registry = (
         select(RECORD.c.record_id, RECORD.c.person_id)
         .select_from(RECORD.join(JOB, JOB.c.patient_id == RECORD.c.record_id))
-        .where(RECORD.c.record_id.in_(bindparam("filed", expanding=True)), JOB.c.result_status == "verified", JOB.c.registry_id == cccd,
+        .where(one_of(RECORD.c.record_id, "filed"), JOB.c.result_status == "verified", JOB.c.registry_id == cccd,
                JOB.c.result_version == JOB.c.patient_version, linked)
     )
     return union_all(by_column, by_registry)
@@ -141,9 +142,9 @@ class _Row:
 _COLUMNS = (RECORD.c.record_id, RECORD.c.person_id, RECORD.c.match_keys, RECORD.c.verified_cccd, RECORD.c.registry_cccd,
             JOB.c.result_status, JOB.c.registry_id, JOB.c.result_version, JOB.c.patient_version)
 _ROWS_FROM = RECORD.outerjoin(JOB, JOB.c.patient_id == RECORD.c.record_id)
-_BY_ID = select(*_COLUMNS).select_from(_ROWS_FROM).where(RECORD.c.record_id.in_(bindparam("ids", expanding=True)))
-_BY_PERSON = select(*_COLUMNS).select_from(_ROWS_FROM).where(RECORD.c.person_id.in_(bindparam("persons", expanding=True)))
-_VERIFIED = select(RECORD.c.record_id).where(RECORD.c.verified_cccd.in_(bindparam("cccds", expanding=True)))
+_BY_ID = select(*_COLUMNS).select_from(_ROWS_FROM).where(one_of(RECORD.c.record_id, "ids"))
+_BY_PERSON = select(*_COLUMNS).select_from(_ROWS_FROM).where(one_of(RECORD.c.person_id, "persons"))
+_VERIFIED = select(RECORD.c.record_id).where(one_of(RECORD.c.verified_cccd, "cccds"))
 
 
 def _row(r) -> _Row:  # noqa: ANN001 - a row of `_COLUMNS`

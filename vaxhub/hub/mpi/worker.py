@@ -57,6 +57,7 @@ from vaxhub.hub.mpi.reads import BatchReads
 from vaxhub.hub.mpi.service import MasterPatientIndex, linker_interaction
 from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.storage.engine import write_transaction
+from vaxhub.hub.storage.lists import one_of
 from vaxhub.hub.storage.mpi_tables import MpiCursorRow
 from vaxhub.hub.storage.outbox_tables import VerificationResultRow
 from vaxhub.hub.storage.store import RESOURCE, utcnow
@@ -66,6 +67,10 @@ CURSOR = MpiCursorRow.__table__
 RESULT = VerificationResultRow.__table__
 VERIFICATION_CURSOR = "verification_result"
 LOOK_BACK = 1000  # result ids re-read each pass: a transaction may commit after a later one
+
+
+_LINKS_OF = select(RECORD.c.record_id, RECORD.c.state, RECORD.c.queued_at, RECORD.c.verified_cccd, RECORD.c.registry_cccd).where(
+    one_of(RECORD.c.record_id, "records"))
 
 
 def watch_verifications(engine, *, limit: int = 5000, seen: set[int] | None = None) -> int:
@@ -95,10 +100,7 @@ def watch_verifications(engine, *, limit: int = 5000, seen: set[int] | None = No
         # A Patient the index has never seen (written by a path without the
         # link outbox) is queued on its first new result only.
         fresh = {r.patient_id for r in rows if r.id > (position or 0)}
-        linked = {r.record_id: r for r in conn.execute(
-            select(RECORD.c.record_id, RECORD.c.state, RECORD.c.queued_at, RECORD.c.verified_cccd, RECORD.c.registry_cccd)
-            .where(RECORD.c.record_id.in_(patients))
-        )}
+        linked = {r.record_id: r for r in conn.execute(_LINKS_OF, {"records": patients})}
         now = utcnow()
         views = registry_views(conn, patients)
         changed = []
@@ -129,7 +131,7 @@ def _advance(conn, position: int | None, top: int | None) -> None:  # noqa: ANN0
 def _claim_statement(postgresql: bool, among: bool):
     due = [RECORD.c.state == "queued", RECORD.c.queued_at <= bindparam("now")]
     if among:
-        due.append(RECORD.c.record_id.in_(bindparam("among", expanding=True)))
+        due.append(one_of(RECORD.c.record_id, "among"))
     columns = (RECORD.c.record_id, RECORD.c.attempts, RECORD.c.request_id)
     if not postgresql:  # one writer at a time: the linker re-checks each record's state
         return select(*columns).where(*due).order_by(RECORD.c.queued_at).limit(bindparam("limit"))
@@ -143,7 +145,7 @@ def _orphan_statement(among: bool):
     due = [RECORD.c.state == "queued", RECORD.c.queued_at <= bindparam("now"),
            ~select(RESOURCE.c.res_id).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == RECORD.c.record_id).exists()]
     if among:
-        due.append(RECORD.c.record_id.in_(bindparam("among", expanding=True)))
+        due.append(one_of(RECORD.c.record_id, "among"))
     return (select(RECORD.c.record_id, RECORD.c.attempts, RECORD.c.request_id).where(*due).order_by(RECORD.c.queued_at)
             .limit(bindparam("limit")).with_for_update(skip_locked=True))
 
