@@ -49,7 +49,7 @@ def work(
     if settings.population_registry_wsdl:
         from vaxhub.hub.verification.worker import build_population_registry
 
-        registry = build_population_registry(settings, concurrency=2)  # old CMND → CCCD look-ups
+        registry = build_population_registry(settings, concurrency=8)  # old CMND → CCCD look-ups, as many at once (`OldIdLookups`)
     mpi = MasterPatientIndex(engine, trail=AuditTrail(engine, chains=settings.audit_chains), registry=registry)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -171,29 +171,6 @@ class Linker:
             log.warning("old-id look-up for Patient/%s failed: %s", record_id, exc)
             return None
 
-    def resolve_old_ids(self, conn, record_ids: list[str]) -> dict[str, str | None]:
-        """`resolve_old_id` for many records: their Patients and registry answers
-        read in two queries, the registry asked only about CMND-only records."""
-        if self.registry is None or not record_ids:
-            return {}
-        rows = conn.execute(select(RESOURCE.c.res_id, RESOURCE.c.content).where(
-            RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id.in_(record_ids), RESOURCE.c.deleted.is_(False))).all()
-        asking: dict[str, str] = {}  # CMND-only records → their CMND
-        for r in rows:
-            cccd, cmnd, _bhxh = national_numbers(r.content)
-            if cmnd and not cccd:
-                asking[r.res_id] = cmnd
-        answered = registry_views(conn, sorted(asking)) if asking else {}
-        found: dict[str, str | None] = dict.fromkeys(record_ids)
-        for record_id, cmnd in asking.items():
-            if answered.get(record_id, RegistryView(None, None)).registry_cccd:
-                continue
-            try:
-                found[record_id] = self.registry.lookup_by_old_id(cmnd)
-            except Exception as exc:  # an unreachable registry only means less evidence this time
-                log.warning("old-id look-up for Patient/%s failed: %s", record_id, exc)
-        return found
-
     # -- inside the transaction
 
     def link_record(self, writer: Writer, record_id: str, *, old_id_cccd: str | None = None, actor: str = LINKER,

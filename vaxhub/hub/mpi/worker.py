@@ -34,8 +34,10 @@ Each pass:
    linking passes, which hold the index's lock, do not stop for them.
 
 Old-CMND look-ups at the population registry (when one is configured) are
-made before the transaction, for the records the pass may claim; the claim
-is then limited to those records, so no registry call runs under the lock.
+made before the transaction, for the records the pass may claim, several at
+once and waited on for at most two seconds (`OldIdLookups`); the claim is
+then limited to the records answered, so no registry call runs under the
+lock and a slow or hung call holds back only its own record.
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, insert, select, update
 
+from vaxhub.adapters.ports import PopulationRegistry
 from vaxhub.hub.mpi.enqueue import queue_records
 from vaxhub.hub.mpi.frequencies import TermChanges
 from vaxhub.hub.mpi.index import RECORD, LinkWrites, PersonIndex
 from vaxhub.hub.mpi.golden import is_golden
 from vaxhub.hub.mpi.linker import LINKER, Linker, RegistryView, evidence_of, mark_failed, read_claimed, registry_views
+from vaxhub.hub.mpi.old_ids import OldIdLookups
 from vaxhub.hub.mpi.reads import BatchReads
 from vaxhub.hub.mpi.service import MasterPatientIndex, linker_interaction
 from vaxhub.hub.observability.request_context import bound_request_id
@@ -190,6 +194,7 @@ class LinkWorker:
         self.linked = 0
         self.failed = 0
         self._seen_results: set[int] = set()  # verification results already acted on (see watch_verifications)
+        self._lookups: OldIdLookups | None = None  # old-CMND look-ups, made on the worker's own threads
 
     def run(self, stop: threading.Event | None = None, *, until_idle: bool = False, poll_seconds: float = 0.5,
             on_batch: Callable[[int], None] | None = None) -> int:
@@ -216,6 +221,9 @@ class LinkWorker:
             halt.set()
             if goldens is not None:
                 goldens.join()
+            if self._lookups is not None:
+                self._lookups.close()
+                self._lookups = None
         return self.linked
 
     def _rebuild_goldens_until(self, stop: threading.Event, halt: threading.Event, poll_seconds: float) -> None:
@@ -232,15 +240,24 @@ class LinkWorker:
         watch_verifications(self.mpi.engine, seen=self._seen_results)
         now = utcnow()
         linker = self.mpi.linker()
+        old_ids: dict[str, str | None] = {}
         with self.mpi.engine.connect() as conn:
             # Twice the batch: a second worker claims the records after the first one's.
             due = list(conn.execute(
                 select(RECORD.c.record_id).where(RECORD.c.state == "queued", RECORD.c.queued_at <= now)
                 .order_by(RECORD.c.queued_at).limit(2 * self.batch)
             ).scalars())
-            old_ids = linker.resolve_old_ids(conn, due) if due and linker.registry is not None else {}
+            if due and linker.registry is not None:
+                old_ids, waiting = self._old_id_lookups(linker.registry).resolve(
+                    conn, due, lambda ids: {i for i, view in registry_views(conn, ids).items() if view.registry_cccd})
+                due = [record_id for record_id in due if record_id not in waiting]  # their answer is for a later pass
         done = self.link_batch(linker, now, among=due if linker.registry is not None else None, old_ids=old_ids) if due else 0
         return done + (self.refresh_stale() if rebuild_goldens else 0)
+
+    def _old_id_lookups(self, registry: PopulationRegistry) -> OldIdLookups:
+        if self._lookups is None or self._lookups.registry is not registry:
+            self._lookups = OldIdLookups(registry)
+        return self._lookups
 
     def link_batch(self, linker: Linker, now, *, among: list[str] | None = None, old_ids: dict[str, str | None] | None = None) -> int:
         """Claim and link up to `batch` queued records in one transaction; returns how many were claimed.
