@@ -48,8 +48,11 @@ _CURRENT_SQL = (
 
 
 def _delete_sql(tables: tuple[str, ...]) -> str:
-    ids = "SELECT value FROM json_array_elements_text(%(ids)s::json)"
-    deletes = [f"DELETE FROM {name} WHERE res_type = %(type)s AND res_id IN ({ids})" for name in tables]
+    # `= ANY(array)`, not `IN (SELECT … json …)`: a set-returning function is
+    # always guessed at 100 rows, and with statistics that lag a fast-growing
+    # table the planner then hashed every row of the type instead of probing
+    # the primary key for the few ids.
+    deletes = [f"DELETE FROM {name} WHERE res_type = %(type)s AND res_id = ANY(%(ids)s::text[])" for name in tables]
     ctes = ", ".join(f"d{i} AS ({statement})" for i, statement in enumerate(deletes[:-1]))
     return f"WITH {ctes} {deletes[-1]}" if ctes else deletes[-1]
 
@@ -119,7 +122,7 @@ def delete_rows_of(conn: Connection, tables: tuple[Table, ...], rtype: str, ids:
     if not ids:
         return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_delete_sql(tuple(t.name for t in tables)), {"type": rtype, "ids": orjson.dumps(sorted(set(ids))).decode()})
+        conn.exec_driver_sql(_delete_sql(tuple(t.name for t in tables)), {"type": rtype, "ids": sorted(set(ids))})
         return
     for start in range(0, len(ids), _IN_LIMIT):
         chunk = ids[start : start + _IN_LIMIT]
