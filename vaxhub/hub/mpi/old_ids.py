@@ -3,10 +3,9 @@
 A record that names only an old 9-digit CMND links better once the
 population registry has said which CCCD replaced it. The registry is slow
 (hundreds of milliseconds a call) and sometimes hangs until the client's
-timeout. Asked one after another before each pass, the look-ups were what
-held the link worker back, not its CPU: a pass of a hundred records with a
-few CMND-only ones waited a second or more, and a hung call stopped linking
-for the whole timeout.
+timeout. Asked one after another before each pass, the look-ups made a pass
+of a hundred records with a few CMND-only ones wait a second or more, and a
+hung call stopped linking for the whole timeout.
 
 `OldIdLookups` asks on a pool of threads, waits at most `wait_seconds` for a
 pass, and leaves a record whose answer has not come yet for a later pass
