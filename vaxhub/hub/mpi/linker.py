@@ -271,8 +271,7 @@ class Linker:
         return replace(outcome, person_id=target)
 
     def _open_review(self, index: PersonIndex, record_id: str, candidate_id: str, person: str | None, score: MatchScore) -> None:
-        if person is None:
-            person = index.conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id == candidate_id)).scalar()
+        # `person`: the candidate's, as the decision read it (every review outcome carries it).
         index.open_review({"record_id": record_id, "candidate_id": candidate_id, "person_id": person, "score": score.probability,
                            "weight": score.weight, "grade": score.grade, "reasons": list(score.reasons), "status": "open",
                            "created_at": index.now},
