@@ -7,8 +7,10 @@ chunks by two processes, each chunk written as PostgreSQL COPY text files and
 loaded with psycopg's COPY:
 
 - `resource` and `resource_version`: every site Patient (and, when linked by
-  truth, each person's golden Patient), as the store keeps them; search-index
-  rows are not loaded (linking never searches them);
+  truth, each person's golden Patient), as the store keeps them;
+- the golden Patients' search-index rows and identifier claims, which a
+  golden update replaces (site records' are not loaded: linking never
+  searches them);
 - `mpi_record`, `mpi_block`, `mpi_person`, `mpi_term`: the index itself.
 
 A national number is kept on the first record holding it only, as the hub's
@@ -33,6 +35,7 @@ import psycopg
 
 from vaxhub.hub.mpi.frequencies import TOTAL, term_values
 from vaxhub.hub.mpi.golden import Member, golden_patient
+from vaxhub.hub.storage.indexer import index_rows
 from vaxhub.identity.keys import blocking_keys, match_keys
 from vaxhub.identity.population import COPY_WEIGHTS, generate_linkage_population
 
@@ -45,7 +48,14 @@ TABLES = {
     "mpi_record": "record_id, person_id, record_version, match_keys, state, method, grade, score, reasons, verified_cccd, "
                   "registry_cccd, locked, queued_at, linked_at, attempts",
     "mpi_block": "key, record_id",
+    "sp_token": "res_type, res_id, param, system, value",
+    "sp_string": "res_type, res_id, param, value_exact, value_fold",
+    "sp_date": "res_type, res_id, param, start, \"end\"",
+    "sp_reference": "res_type, res_id, param, target_type, target_id",
+    "identifier_claim": "res_type, value, system, res_id",
 }
+# IndexRows' kinds, and the table each goes to.
+INDEX_KINDS = {"token": "sp_token", "string": "sp_string", "date": "sp_date", "reference": "sp_reference", "claims": "identifier_claim"}
 
 
 def _text(value) -> str:
@@ -134,6 +144,11 @@ def build_chunk(chunk: int, records: int, seed: int, folder: str, *, linked: boo
             out["resource"].write(_line("Patient", person_id, 1, NOW, False, person_id, golden))
             out["resource_version"].write(_line("Patient", person_id, 1, NOW, "create", None))
             out["mpi_person"].write(_line(person_id, "active", None, False, NOW, NOW))
+            rows = index_rows("Patient", person_id, golden)
+            for kind, table in INDEX_KINDS.items():
+                columns = [c.strip().strip('"') for c in TABLES[table].split(",")]
+                for row in getattr(rows, kind):
+                    out[table].write(_line(*(row[c] for c in columns)))
             result.persons += 1
     for f in out.values():
         f.close()

@@ -42,6 +42,7 @@ from vaxhub.hub.storage import search as sql_search
 from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import WRITE_OPTION
 from vaxhub.hub.storage.ids import time_ordered_id
+from vaxhub.hub.storage.index_diff import replace_index_rows
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
 from vaxhub.hub.storage.tables import (
     DateIndexRow,
@@ -464,8 +465,9 @@ class Writer:
     def update_many(self, rtype: str, resources: list[dict]) -> list[WriteResult]:
         """`update` (or create) many resources of one type, each stored as `update`
         stores it, in a few statements for all: current versions locked in one
-        query, one UPDATE and one archive statement each sent together, the
-        index rows replaced with one DELETE per table, new rows in one flush.
+        query, one UPDATE and one archive statement each sent together, only
+        the index rows that changed deleted and inserted (`replace_index_rows`),
+        new rows in one flush.
         For a unit without a guard (the master patient index's golden Patients)."""
         ids = [r["id"] for r in resources]
         if self.guard is not None or len(resources) < 2 or len(set(ids)) != len(ids) or not all(ID_PATTERN.match(i) for i in ids):
@@ -506,11 +508,13 @@ class Writer:
                     .values(content=bindparam("b_content")),
                     archived,
                 )
-            changed_ids = [s.id for s, _c in changed]
-            key_reads.delete_rows_of(self.conn, (*INDEX_TABLES, CLAIM), rtype, changed_ids)
+            new_rows = IndexRows()
+            for found, content in changed:
+                new_rows.extend(index_rows(rtype, found.id, content))
+            # Only the rows that changed are deleted and inserted (a golden gaining a member: one `link` row).
+            self._index.extend(replace_index_rows(self.conn, (*INDEX_TABLES, CLAIM), rtype, [s.id for s, _c in changed], new_rows))
             for found, content in changed:
                 self._versions.append(self._version_row(rtype, found.id, found.version + 1, "update"))
-                self._index.extend(index_rows(rtype, found.id, content))
                 self._queue_reference_checks(content, f"{rtype}/{found.id}", None)
                 results[found.id] = WriteResult(200, self._written(Stored(rtype, found.id, found.version + 1, self.now, content, "update"), found))
         for resource in resources:
