@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -51,6 +51,8 @@ class CertificateRow(Base):
         UniqueConstraint("uvci", "format"),
         Index("ix_certificate_patient", "patient_id", "issued_at"),
         Index("ix_certificate_signer", "signer_fingerprint"),
+        # The few revoked ones, read by every verification (`CertificateTrust.verifier_trust`).
+        Index("ix_certificate_revoked", "revoked_at", postgresql_where=text("revoked"), sqlite_where=text("revoked = 1")),
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, literal, select, true, union_all, update
 
 from vaxhub.certificates.dcc import decode_hc1
 from vaxhub.certificates.keys import dcc_kid
@@ -56,6 +56,7 @@ class CertificateTrust:
         self.engine = engine
         self.keys = keys
         self.country = country
+        self._verifier: tuple[Any, tuple, Trust] | None = None  # (key snapshot, stamp, Trust) of the last build
 
     # -- what we publish ---------------------------------------------------
 
@@ -201,7 +202,7 @@ class CertificateTrust:
         with self.engine.connect() as conn:
             revoked = conn.execute(
                 select(CERTIFICATE.c.uvci, CERTIFICATE.c.format, CERTIFICATE.c.signer_kid, CERTIFICATE.c.expires_at, CERTIFICATE.c.content)
-                .where(CERTIFICATE.c.revoked.is_(True), CERTIFICATE.c.format.in_(("dcc", "shc")))
+                .where(_REVOKED, CERTIFICATE.c.format.in_(("dcc", "shc")))
                 .order_by(CERTIFICATE.c.uvci)
             ).all()
             signers = conn.execute(select(SIGNER_REVOCATION).order_by(SIGNER_REVOCATION.c.revoked_at)).all()
@@ -235,12 +236,30 @@ class CertificateTrust:
 
     def verifier_trust(self) -> Trust:
         """Our signers and SHC keys (every one ever used: validity is checked at
-        verification time), the imported lists, and every revocation we know."""
-        trust = Trust()
+        verification time), the imported lists, and every revocation we know.
+
+        Built again only when one of them changed: each call reads a stamp
+        (counts and latest times of the revocations and imported entries, in
+        one statement) and compares our key snapshot; the same stamp and
+        snapshot return the Trust built last. Any process's change is seen at
+        the next verification after it commits, as before. The stamp is read
+        before the build, so a change racing a build makes the next call
+        build again rather than keep a Trust older than its stamp."""
         try:
-            ours = self.keys.signers()
+            snapshot = self.keys.snapshot()
         except SigningKeysUnavailable:
-            ours = ()
+            snapshot = None
+        with self.engine.connect() as conn:
+            stamp = tuple(tuple(row) for row in conn.execute(_TRUST_STAMP))
+        cached = self._verifier
+        if cached is not None and cached[0] is snapshot and cached[1] == stamp:
+            return cached[2]
+        trust = self._build_verifier_trust(snapshot.signers if snapshot is not None else ())
+        self._verifier = (snapshot, stamp, trust)
+        return trust
+
+    def _build_verifier_trust(self, ours: tuple) -> Trust:
+        trust = Trust()
         for signer in ours:
             trust.signers.add(signer.certificate, self.country)
         if ours:
@@ -252,7 +271,7 @@ class CertificateTrust:
             for issuer, jwk in conn.execute(select(TRUSTED_CARD_KEY.c.issuer, TRUSTED_CARD_KEY.c.jwk)):
                 by_issuer[issuer].append(jwk)
             for uvci, fmt in conn.execute(
-                select(CERTIFICATE.c.uvci, CERTIFICATE.c.format).where(CERTIFICATE.c.revoked.is_(True), CERTIFICATE.c.format.in_(("dcc", "shc")))
+                select(CERTIFICATE.c.uvci, CERTIFICATE.c.format).where(_REVOKED, CERTIFICATE.c.format.in_(("dcc", "shc")))
             ):
                 if fmt == "dcc":
                     trust.revocation.revoke_uvci(uvci, self.country)
@@ -265,3 +284,16 @@ class CertificateTrust:
         for issuer, keys in by_issuer.items():
             trust.add_jwks({"keys": keys}, issuer)
         return trust
+
+
+# Written as the partial index `ix_certificate_revoked` is, so the planner uses it.
+_REVOKED = CERTIFICATE.c.revoked == true()
+# What the verifier's Trust is built from changes only by rows added (a
+# revocation, an imported entry) or removed (a deleted list): a count and the
+# latest time per table notice both.
+_TRUST_STAMP = union_all(
+    select(literal("revoked certificates"), func.count(), func.max(CERTIFICATE.c.revoked_at)).where(_REVOKED),
+    select(literal("revoked signers"), func.count(), func.max(SIGNER_REVOCATION.c.revoked_at)),
+    select(literal("trusted signers"), func.count(), func.max(TRUSTED_SIGNER.c.imported_at)),
+    select(literal("trusted card keys"), func.count(), func.max(TRUSTED_CARD_KEY.c.imported_at)),
+)
