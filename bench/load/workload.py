@@ -148,9 +148,19 @@ def vxu_message(person: Person, dose: Dose, control_id: str) -> str:
         name=f"{person.family}^{person.given}^{' '.join(person.middle)}", birth=person.birth_date.strftime("%Y%m%d"),
         orders=[order],
     )
-    segments = text.split("\r")
-    sex = "F" if person.sex == "female" else "M"
-    return "\r".join(_set_field(s, 8, sex) if s.startswith("PID|") else s for s in segments)
+    # The builder's sex, address and phone are one person's; each message carries
+    # this person's own (one phone shared by every VXU patient made a single
+    # block of thousands of records in the master patient index).
+    pid = {8: "F" if person.sex == "female" else "M", 11: f"^^^{person.province}^^VNM^H", 13: person.phone or ""}
+
+    def own(segment: str) -> str:
+        if not segment.startswith("PID|"):
+            return segment
+        for position, value in pid.items():
+            segment = _set_field(segment, position, value)
+        return segment
+
+    return "\r".join(own(s) for s in text.split("\r"))
 
 
 class SitePeople:

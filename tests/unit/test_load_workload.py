@@ -10,7 +10,8 @@ import pytest
 from bench.load import mix
 from bench.load.workload import SitePeople, dose_bundle, split_people, vxu_message
 from vaxhub.fhir.hl7v2 import translate_vxu
-from vaxhub.fhir.synthetic import CCCD_SYSTEM, site_immunization_system
+from vaxhub.fhir.synthetic import CCCD_SYSTEM, patient_resource, site_immunization_system
+from vaxhub.identity.keys import match_keys
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,21 @@ def test_a_vxu_translates_to_the_same_person_and_dose(people):
     assert any(i["system"] == CCCD_SYSTEM and i["value"] == person.cccd for i in patient["identifier"])
     assert patient["gender"] == person.sex
     assert immunization["identifier"][0] == {"use": "official", "system": site_immunization_system(site.code), "value": dose.dose_id}
+
+
+def test_each_vxu_carries_its_own_persons_phone_and_province(people):
+    """As the Bundle's Patient does: one phone for every VXU patient made one
+    block of thousands of records in the master patient index."""
+    site = people.sites[2]
+    picker = SitePeople(people, site, 1.0, random.Random(5))
+    seen_phones = set()
+    for n in range(40):
+        person, dose, _new = picker.pick()
+        patient = translate_vxu(vxu_message(person, dose, f"LOAD-{n}")).translation.bundle["entry"][0]["resource"]
+        from_vxu, from_bundle = match_keys(patient), match_keys(patient_resource(person, site))
+        assert (from_vxu.phone, from_vxu.province) == (from_bundle.phone, from_bundle.province)
+        seen_phones.add(from_vxu.phone)
+    assert len(seen_phones) > 30
 
 
 def test_the_mix_offers_the_rate_asked_for():
