@@ -104,5 +104,5 @@ def test_replace_index_rows_returns_only_rows_not_stored(store, engine):
         nothing = replace_index_rows(conn, TABLES, "Patient", [a.id], IndexRows())
         assert nothing == IndexRows()
         assert all(not rows for rows in _rows_of(conn, a.id).values())
-    with pytest.raises(ValueError, match="one table per kind"):
-        replace_index_rows(engine.connect(), INDEX_TABLES, "Patient", [a.id], IndexRows())
+    with engine.connect() as conn, pytest.raises(ValueError, match="one table per kind"):
+        replace_index_rows(conn, INDEX_TABLES, "Patient", [a.id], IndexRows())
