@@ -35,10 +35,11 @@ from vaxhub.hub.mpi.frequencies import TermChanges
 from vaxhub.hub.mpi.golden import is_golden
 from vaxhub.hub.mpi.reads import IndexReads
 from vaxhub.hub.mpi.index import BLOCK, DISTINCT, RECORD, LinkWrites, PersonIndex, RecordState, record_state
+from vaxhub.hub.mpi.old_ids import old_id_to_ask
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import RESOURCE, Writer
 from vaxhub.hub.storage.lists import one_of
-from vaxhub.identity.keys import match_keys, national_numbers
+from vaxhub.identity.keys import match_keys
 from vaxhub.identity.scoring import MatchModel, MatchScore
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,8 @@ class Linker:
         row = conn.execute(select(RESOURCE.c.content).where(RESOURCE.c.res_type == "Patient", RESOURCE.c.res_id == record_id, RESOURCE.c.deleted.is_(False))).first()
         if row is None:
             return None
-        cccd, cmnd, _bhxh = national_numbers(row.content)
-        if cccd or not cmnd or registry_view(conn, record_id).registry_cccd:
+        cmnd = old_id_to_ask(row.content)
+        if not cmnd or registry_view(conn, record_id).registry_cccd:
             return None
         try:
             return self.registry.lookup_by_old_id(cmnd)

@@ -38,6 +38,13 @@ _PATIENTS = select(RESOURCE.c.res_id, RESOURCE.c.content).where(
     RESOURCE.c.res_type == "Patient", one_of(RESOURCE.c.res_id, "records"), RESOURCE.c.deleted.is_(False))
 
 
+def old_id_to_ask(patient: dict) -> str | None:
+    """The old CMND of a record that names no CCCD: what the registry's
+    old-id look-up can add to it (None when there is nothing to ask)."""
+    cccd, cmnd, _bhxh = national_numbers(patient)
+    return cmnd if cmnd and not cccd else None
+
+
 class OldIdLookups:
     def __init__(self, registry: PopulationRegistry, *, threads: int = 8, wait_seconds: float = 2.0, keep_seconds: float = 600.0,
                  keep_most: int = 100_000, clock: Callable[[], float] = time.monotonic):
@@ -60,9 +67,8 @@ class OldIdLookups:
         leave out of this pass)."""
         asking: dict[str, str] = {}
         for r in conn.execute(_PATIENTS, {"records": list(record_ids)}):
-            cccd, cmnd, _bhxh = national_numbers(r.content)
-            if cmnd and not cccd:
-                asking[r.res_id] = cmnd.strip()
+            if cmnd := old_id_to_ask(r.content):
+                asking[r.res_id] = cmnd
         for record_id in answered(sorted(asking)) if asking else ():
             del asking[record_id]
         if not asking:
