@@ -66,12 +66,13 @@ def _api_pids(hub: Hub) -> list[int]:
     return [proc.pid, *(c.pid for c in proc.children(recursive=True))]
 
 
-def _first_doses(people: workload.LoadPeople) -> list[bytes]:
+def dose_bundles(people: workload.LoadPeople, number: int = 1) -> list[bytes]:
+    """Dose `number` of every known person, from their home site, in Bundles of the load test's size."""
     bodies = []
     for site in people.sites:
         known = people.known[site.code]
         for start in range(0, len(known), mix.DOSES_PER_BUNDLE):
-            doses = [(p, workload.next_dose(people.population, p, 1, site)) for p in known[start : start + mix.DOSES_PER_BUNDLE]]
+            doses = [(p, workload.next_dose(people.population, p, number, site)) for p in known[start : start + mix.DOSES_PER_BUNDLE]]
             bodies.append(orjson.dumps(workload.dose_bundle(doses, site)))
     return bodies
 
@@ -109,7 +110,7 @@ def main() -> int:
 
     people = workload.split_people(args.known * 2 + args.bundles * 20, args.seed, args.known)
     sites = [r for s in people.sites for r in workload.site_resources(s)]
-    seeding = _first_doses(people)
+    seeding = dose_bundles(people)
     measured = _load_bundles(people, args.bundles, args.seed)
     doses = args.bundles * mix.DOSES_PER_BUNDLE
     floor = _floor_ms_per_dose(measured)

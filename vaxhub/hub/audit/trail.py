@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine, Table, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.fhir.search_params import compartment_patient
+from vaxhub.hub.audit.group_commit import GroupCommit
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditCheckpointRow, AuditEventRow, AuditPatientRow
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
@@ -188,6 +189,7 @@ class AuditTrail:
         self.engine = engine
         self.chains = chains
         self.clock = clock or (lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+        self._group = GroupCommit(self._record_together)
 
     def append(self, conn: Connection, interaction: Interaction, insert_later: Callable[[Table, list[dict]], None] | None = None) -> str:
         """Append the interaction's AuditEvent in the caller's transaction.
@@ -196,17 +198,7 @@ class AuditTrail:
         event's rows and the head's new position go out in one statement,
         with the unit's own rows when `insert_later` (a unit of work's
         `Writer.insert_later`) is given."""
-        chain, (seq, prev) = self._free_head(conn) or self._locked_head(conn, random.randrange(self.chains))
-        seq += 1
-        event_id = time_ordered_hex()
-        recorded = self.clock()
-        content = audit_event(interaction, event_id, recorded)
-        client_id = interaction.principal.client_id or (interaction.principal.subject if interaction.principal.kind != PATIENT else None)
-        digest = event_hash(prev, chain, seq, event_id, recorded, interaction.action, interaction.outcome, client_id, content)
-        event = {"chain": chain, "seq": seq, "event_id": event_id, "recorded": recorded, "action": interaction.action,
-                 "outcome": interaction.outcome, "client_id": client_id, "content": content, "prev_hash": prev, "hash": digest}
-        patients = [{"patient_id": p, "recorded": recorded, "chain": chain, "seq": seq} for p in sorted(interaction.patients)]
-        rows = [(EVENTS, [event]), (PATIENTS, patients), (MOVE_HEAD, [{"chain": chain, "last_seq": seq, "last_hash": digest}])]
+        (event_id,), rows = self._chained(conn, [interaction])
         if insert_later is not None:
             for target, batch in rows:
                 insert_later(target, batch)
@@ -215,11 +207,40 @@ class AuditTrail:
         return event_id
 
     def record(self, interaction: Interaction) -> str:
-        """Append in a transaction of its own (reads, searches, refused requests)."""
+        """Append in a transaction of its own (reads, searches, refused requests).
+
+        Returns once the event is committed. Requests of this process that
+        record at the same time share one transaction (`GroupCommit`): one
+        chain head, one statement and one commit for all of them."""
+        return self._group.submit(interaction)
+
+    def _record_together(self, interactions: list[Interaction]) -> list[str]:
         with write_transaction(self.engine) as conn:
-            event_id = self.append(conn, interaction)
-        interaction.recorded = True
-        return event_id
+            event_ids, rows = self._chained(conn, interactions)
+            insert_rows(conn, rows)
+        for interaction in interactions:
+            interaction.recorded = True
+        return event_ids
+
+    def _chained(self, conn: Connection, interactions: list[Interaction]) -> tuple[list[str], list[tuple[Table, list[dict]]]]:
+        """The rows that append `interactions`, in order, to one chain whose head this transaction now holds."""
+        chain, (seq, prev) = self._free_head(conn) or self._locked_head(conn, random.randrange(self.chains))
+        event_ids: list[str] = []
+        events: list[dict] = []
+        patients: list[dict] = []
+        for interaction in interactions:
+            seq += 1
+            event_id = time_ordered_hex()
+            recorded = self.clock()
+            content = audit_event(interaction, event_id, recorded)
+            client_id = interaction.principal.client_id or (interaction.principal.subject if interaction.principal.kind != PATIENT else None)
+            digest = event_hash(prev, chain, seq, event_id, recorded, interaction.action, interaction.outcome, client_id, content)
+            events.append({"chain": chain, "seq": seq, "event_id": event_id, "recorded": recorded, "action": interaction.action,
+                           "outcome": interaction.outcome, "client_id": client_id, "content": content, "prev_hash": prev, "hash": digest})
+            patients += [{"patient_id": p, "recorded": recorded, "chain": chain, "seq": seq} for p in sorted(interaction.patients)]
+            event_ids.append(event_id)
+            prev = digest
+        return event_ids, [(EVENTS, events), (PATIENTS, patients), (MOVE_HEAD, [{"chain": chain, "last_seq": seq, "last_hash": prev}])]
 
     def _free_head(self, conn: Connection) -> tuple[int, tuple[int, str]] | None:
         """On PostgreSQL, a chain head no other transaction holds: writers spread

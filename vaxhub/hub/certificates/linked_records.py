@@ -16,5 +16,5 @@ def linked_patient_ids(store: FhirStore, patient_id: str) -> list[str]:
     """Every site Patient id of the person `patient_id` belongs to (or is, for a
     golden Patient), `patient_id` first when it is one of them; a record not
     linked yet stands alone."""
-    with store.engine.connect() as conn:
+    with store.reads.connect() as conn:
         return linked_record_ids(conn, patient_id)

@@ -29,6 +29,7 @@ CARD_ISSUER_PATH = "/shc"
 class CertificateService:
     def __init__(self, engine: Engine, store: FhirStore, trail: AuditTrail, settings: Settings, *, keys: HubSigningKeys | None = None):
         self.engine = engine
+        self.store = store
         self.settings = settings
         self.keys = keys or HubSigningKeys.from_settings(settings)
         self.issuer = CertificateIssuer(engine, store, self.keys, trail)
@@ -51,7 +52,7 @@ class CertificateService:
         return issued
 
     def _load(self, condition: Any) -> list[StoredCertificate]:
-        with self.engine.connect() as conn:
+        with self.store.reads.connect() as conn:
             rows = conn.execute(
                 select(CERTIFICATE).where(condition).order_by(CERTIFICATE.c.issued_at.desc(), CERTIFICATE.c.uvci, CERTIFICATE.c.format)
             ).all()

@@ -36,7 +36,7 @@ from vaxhub.errors import Conflict, InvalidResource, Issue, MalformedInput, NotF
 from vaxhub.hub.certificates.issuance import card_revocation_id
 from vaxhub.hub.certificates.signing_keys import HubSigningKeys, SigningKeysUnavailable, card_issuer_jwks
 from vaxhub.hub.certificates.tables import CertificateRow, SignerRevocationRow, TrustedCardKeyRow, TrustedSignerRow
-from vaxhub.hub.storage.engine import write_transaction
+from vaxhub.hub.storage.engine import reader, write_transaction
 from vaxhub.hub.storage.store import format_instant, utcnow
 
 CERTIFICATE = CertificateRow.__table__
@@ -54,6 +54,7 @@ def _b64(data: bytes) -> str:
 class CertificateTrust:
     def __init__(self, engine: Engine, keys: HubSigningKeys, *, country: str):
         self.engine = engine
+        self.reads = reader(engine)
         self.keys = keys
         self.country = country
         self._verifier: tuple[Any, tuple, Trust] | None = None  # (key snapshot, stamp, Trust) of the last build
@@ -249,7 +250,7 @@ class CertificateTrust:
             snapshot = self.keys.snapshot()
         except SigningKeysUnavailable:
             snapshot = None
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             stamp = tuple(tuple(row) for row in conn.execute(_TRUST_STAMP))
         cached = self._verifier
         if cached is not None and cached[0] is snapshot and cached[1] == stamp:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from vaxhub.hub.storage.person_reach import golden_reach_ids
+from vaxhub.hub.storage.person_reach import golden_reach
 from vaxhub.hub.storage.store import FhirStore, Stored
 
 
 def compartments_in_reach(store: FhirStore, patient_id: str) -> list[Stored]:
     """`Patient/{id}/$everything`: for a site Patient its own compartment; for a
-    golden Patient every linked record's as well (one query per record)."""
-    with store.engine.connect() as conn:
-        ids = golden_reach_ids(conn, patient_id)
-    found: list[Stored] = []
-    for compartment in ids:
-        found += store.compartment(compartment)
-    return found
+    golden Patient every linked record's as well, in one query."""
+    return store.compartments(golden_reach(patient_id))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from sqlalchemy import Engine
 
 from vaxhub.hub.security.principal import PATIENT, Principal
+from vaxhub.hub.storage.engine import reader
 from vaxhub.hub.storage.person_reach import person_compartment_ids
 
 
@@ -27,7 +28,7 @@ class PersonScopedPrincipal(Principal):
 def scoped_to_person(who: Principal, engine: Engine) -> Principal:
     if who.kind != PATIENT or not who.patient_id:
         return who
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         records = person_compartment_ids(conn, who.patient_id)
     carried = {f.name: getattr(who, f.name) for f in fields(who)}
     return PersonScopedPrincipal(**carried, person_records=records)

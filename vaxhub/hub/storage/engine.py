@@ -8,6 +8,7 @@ production store. The schema is owned by Alembic from the first table on:
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,29 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, statement_
             dbapi_conn.commit()
 
     return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """The engine for reads that stand alone (no write follows in their transaction).
+
+    On PostgreSQL its connections run in autocommit: psycopg would otherwise
+    open each checkout's transaction with a BEGIN round trip and the pool
+    close it with a ROLLBACK, two round trips that cost the server more CPU
+    than a keyed read itself. Under READ COMMITTED every statement takes its
+    own snapshot either way, so what a read sees does not change; a read that
+    needs one snapshot across statements or takes row locks must use `engine`.
+    SQLite keeps its deferred BEGIN (its readers hold a WAL snapshot)."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    # One per engine: each `execution_options` call builds an engine and hooks
+    # events on it, too much to do per request.
+    found = _READERS.get(engine)
+    if found is None:
+        found = _READERS[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return found
+
+
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 # A pooled connection unused this long is pinged before it is handed out.

@@ -47,10 +47,6 @@ def person_compartment_ids(conn: Connection, patient_id: str) -> frozenset[str]:
     return frozenset(conn.execute(person_compartment(patient_id)).scalars())
 
 
-def golden_reach_ids(conn: Connection, patient_id: str) -> list[str]:
-    return sorted(conn.execute(golden_reach(patient_id)).scalars())
-
-
 def linked_record_ids(conn: Connection, patient_id: str) -> list[str]:
     """The site Patients of the person `patient_id` belongs to (or is, for a
     golden id), `patient_id` first when it is one of them: what a certificate

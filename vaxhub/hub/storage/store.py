@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Engine, Select, Table, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.errors import (
@@ -40,7 +40,7 @@ from vaxhub.fhir.search_query import SearchQuery, TokenValue
 from vaxhub.hub.storage import key_reads
 from vaxhub.hub.storage import search as sql_search
 from vaxhub.hub.storage.bulk import Upsert, insert_rows
-from vaxhub.hub.storage.engine import WRITE_OPTION
+from vaxhub.hub.storage.engine import WRITE_OPTION, reader
 from vaxhub.hub.storage.ids import time_ordered_id
 from vaxhub.hub.storage.index_diff import replace_index_rows
 from vaxhub.hub.storage.indexer import IndexRows, claimed_identifiers, index_rows
@@ -156,6 +156,7 @@ class FhirStore:
         listeners: Sequence[WriteListener] = (),
     ):
         self.engine = engine
+        self.reads = reader(engine)
         self.clock = clock
         self.new_id = new_id
         self.listeners = list(listeners)
@@ -164,7 +165,7 @@ class FhirStore:
     # ------------------------------------------------------------------ reads
 
     def read(self, rtype: str, res_id: str) -> Stored:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(
                 select(RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content, RESOURCE.c.deleted).where(
                     RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id
@@ -177,7 +178,7 @@ class FhirStore:
         return Stored(rtype, res_id, row.version, row.last_updated, row.content)
 
     def vread(self, rtype: str, res_id: str, version: int) -> Stored:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(
                 _versions_with_content().where(
                     VERSION.c.res_type == rtype, VERSION.c.res_id == res_id, VERSION.c.version == version
@@ -205,7 +206,7 @@ class FhirStore:
         if since is not None:
             stmt = stmt.where(VERSION.c.last_updated >= since)
         stmt = stmt.order_by(VERSION.c.last_updated.desc(), VERSION.c.res_id, VERSION.c.version.desc())
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             if res_id is not None and not conn.execute(
                 select(RESOURCE.c.version).where(RESOURCE.c.res_type == rtype, RESOURCE.c.res_id == res_id)
             ).first():
@@ -227,12 +228,19 @@ class FhirStore:
 
     def compartment(self, patient_id: str, types: tuple[str, ...] | None = None) -> list[Stored]:
         """Everything in one patient's compartment: one query on the compartment index."""
+        return self._compartments(RESOURCE.c.patient_id == patient_id, types)
+
+    def compartments(self, patient_ids: Select, types: tuple[str, ...] | None = None) -> list[Stored]:
+        """Everything in the compartments of the patients `patient_ids` selects, in one query."""
+        return self._compartments(RESOURCE.c.patient_id.in_(patient_ids), types)
+
+    def _compartments(self, which: ColumnElement[bool], types: tuple[str, ...] | None) -> list[Stored]:
         stmt = select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content).where(
-            RESOURCE.c.patient_id == patient_id, RESOURCE.c.deleted.is_(False)
+            which, RESOURCE.c.deleted.is_(False)
         )
         if types:
             stmt = stmt.where(RESOURCE.c.res_type.in_(types))
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             rows = conn.execute(stmt.order_by(RESOURCE.c.res_type, RESOURCE.c.res_id)).all()
         return [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
 
@@ -278,7 +286,7 @@ class FhirStore:
         if conn is not None:
             yield conn
         else:
-            with self.engine.connect() as fresh:
+            with self.reads.connect() as fresh:
                 yield fresh
 
     # ----------------------------------------------------------------- writes
