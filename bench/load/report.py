@@ -14,6 +14,11 @@ from rich.table import Table
 from bench.load.probes import Sample
 
 WRITES = ("bundle", "vxu")
+# The user kind whose traffic each operation is (token requests are overhead, not traffic).
+KIND_OF = {"bundle": "SiteBundleUser", "vxu": "VxuSenderUser", "$everything": "HealthBookUser", "verify QR": "VerifierUser"}
+# Share of its planned rate each kind must reach: locust's users wait for each
+# answer, so a slow hub is offered less than the plan without any error showing.
+DELIVERED_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -169,3 +174,19 @@ def first_behind(samples: list[Sample], started: float, lag_seconds: float) -> d
         if found["MPI link outbox"] is None and s.link_oldest_s > lag_seconds:
             found["MPI link outbox"] = s.at - started
     return found
+
+
+def _kind_of(name: str) -> str | None:
+    return "HealthBookUser" if name.startswith("certificate ") else KIND_OF.get(name)
+
+
+def delivered(operations: list[Operation], pacing: dict[str, float], users: dict[str, int], window: float,
+              only: str | None) -> dict[str, tuple[float, float]]:
+    """Per user kind in the run: (requests/s sent over the load window, requests/s planned)."""
+    planned = {kind: pacing[kind] * users[kind] for kind in pacing if only in (None, kind)}
+    sent: Counter = Counter()
+    for op in operations:
+        kind = _kind_of(op.name)
+        if kind in planned:
+            sent[kind] += op.requests
+    return {kind: (sent[kind] / window, rate) for kind, rate in planned.items()}

@@ -351,6 +351,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         return (getattr(samples[-1], attr) - getattr(samples[0], attr)) / (samples[-1].at - samples[0].at)
 
     server_errors = sum(op.server_errors for op in operations if op.name != "Aggregated")
+    traffic = report.delivered(operations, plan["pacing"], plan["users"], window, args.only)
     lines = [
         ("Immunizations stored during the load", f"{stored:,}"),
         ("Immunization writes/s sustained (stored ÷ load time)", f"{rate:,.1f}"),
@@ -361,6 +362,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         ("verification jobs done/s during the load", f"{outbox_rate('verified'):,.1f}"),
         ("MPI records linked/s during the load", f"{outbox_rate('linked'):,.1f}"),
         *[(f"p95 {op.name} (ms)", f"{op.p95:,.0f}") for op in writes],
+        *[(f"{kind} requests/s: sent / planned", f"{sent:,.1f} / {planned:,.1f}") for kind, (sent, planned) in traffic.items()],
         ("5xx answers", f"{server_errors:,}"),
         ("requests without an answer", f"{sum(op.no_answer for op in operations if op.name != 'Aggregated'):,}"),
         ("outbox at stop: verification / MPI link / goldens", f"{at_stop.verification_queued:,} / {at_stop.link_queued:,} / {at_stop.goldens_stale:,}"),
@@ -409,6 +411,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     checks = [
         (f"Immunization writes/s ≥ {args.target:,.0f} sustained", rate >= args.target),
         *[(f"p95 {op.name} < {WRITE_P95_MS} ms", op.p95 < WRITE_P95_MS) for op in writes],
+        (f"every kind of traffic sent at ≥ {report.DELIVERED_SHARE:.0%} of its planned rate",
+         all(sent >= report.DELIVERED_SHARE * planned for sent, planned in traffic.values())),
         ("no 5xx", server_errors == 0),
         (f"outboxes empty within {DRAIN_SECONDS} s of the load stopping", drain_seconds is not None and drain_seconds <= DRAIN_SECONDS),
         ("every acknowledged Immunization stored", loss.nothing_lost),

@@ -1,0 +1,25 @@
+"""The load test's report counts each kind of user's traffic against its plan,
+so a run whose reads were starved by slow answers cannot pass on writes alone."""
+
+from __future__ import annotations
+
+from bench.load.report import Operation, delivered
+
+PACING = {"SiteBundleUser": 0.5, "VxuSenderUser": 1.0, "HealthBookUser": 2.0, "VerifierUser": 1.0}
+USERS = {"SiteBundleUser": 10, "VxuSenderUser": 10, "HealthBookUser": 10, "VerifierUser": 10}
+
+
+def _op(name: str, requests: int) -> Operation:
+    return Operation(name, requests, 0, 0.0, 0.0, 0.0, 0.0)
+
+
+def test_each_kind_is_its_operations_over_the_window_beside_its_plan():
+    operations = [_op("bundle", 500), _op("vxu", 900), _op("$everything", 1200), _op("certificate dcc.txt", 300),
+                  _op("certificate certificate.pdf", 100), _op("verify QR", 400), _op("auth/token (site)", 50), _op("Aggregated", 3450)]
+    got = delivered(operations, PACING, USERS, 100.0, None)
+    assert got == {"SiteBundleUser": (5.0, 5.0), "VxuSenderUser": (9.0, 10.0), "HealthBookUser": (16.0, 20.0), "VerifierUser": (4.0, 10.0)}
+
+
+def test_a_run_of_one_kind_is_judged_on_that_kind_only():
+    got = delivered([_op("verify QR", 950)], PACING, USERS, 100.0, "VerifierUser")
+    assert got == {"VerifierUser": (9.5, 10.0)}
