@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from vaxhub.hub.mpi.frequencies import IndexFrequencies, load_frequencies
 from vaxhub.hub.storage.mpi_tables import MpiBlockRow, MpiRecordRow
@@ -80,9 +80,42 @@ class PersonMatch:
 # The records filed under the keys are read first and named in the second
 # query: primary-key lookups whatever the planner's statistics say (a join
 # through `record_id IN (SELECT … FROM mpi_block …)` can be planned as a walk
-# over every record when the tables were never analysed). No DISTINCT and no
-# LIMIT here: either invites a walk along another index that stops early.
-FILED_UNDER_KEYS = select(BLOCK.c.key, BLOCK.c.record_id).where(one_of(BLOCK.c.key, "keys"))
+# over every record when the tables were never analysed). No DISTINCT here:
+# it invites a walk along another index.
+#
+# A key filed under more records than a candidate list may hold is too common
+# to block on: a clinic's phone typed for every patient, 0000000000, a
+# placeholder number. Its block is never read whole (every record sharing the
+# key would read thousands of rows, then `select_candidates` would drop it);
+# at most `most` + 1 of its rows are, which is how it is known to be too common.
+_FILED_LATERAL = text(
+    "SELECT k.key, b.record_id FROM unnest(CAST(:keys AS varchar[])) AS k(key) "
+    "CROSS JOIN LATERAL (SELECT record_id FROM mpi_block WHERE mpi_block.key = k.key LIMIT :most) AS b"
+)
+_NUMBERED = select(BLOCK.c.key, BLOCK.c.record_id, func.row_number().over(partition_by=BLOCK.c.key).label("n")).where(
+    one_of(BLOCK.c.key, "keys")).subquery()
+_FILED_WINDOW = select(_NUMBERED.c.key, _NUMBERED.c.record_id).where(_NUMBERED.c.n <= bindparam("most"))
+
+
+@dataclass(frozen=True)
+class Filed:
+    """The (key, record id) pairs of the keys asked about, and the keys too common to block on."""
+
+    pairs: list[tuple[str, str]]
+    too_common: frozenset[str]
+
+
+def filed_under(conn: Connection, keys: list[str], *, most: int = CANDIDATE_LIMIT) -> Filed:
+    """The records filed under each key, except keys filed under more than `most` records."""
+    if not keys:
+        return Filed([], frozenset())
+    statement = _FILED_LATERAL if conn.dialect.name == "postgresql" else _FILED_WINDOW
+    rows = conn.execute(statement, {"keys": list(keys), "most": most + 1}).all()
+    sizes = Counter(r.key for r in rows)
+    too_common = frozenset(key for key, size in sizes.items() if size > most)
+    return Filed([(r.key, r.record_id) for r in rows if r.key not in too_common], too_common)
+
+
 _CANDIDATES = (
     select(RECORD.c.record_id, RECORD.c.person_id, RECORD.c.match_keys, RECORD.c.verified_cccd, RECORD.c.registry_cccd)
     .where(
@@ -96,17 +129,18 @@ _CANDIDATES = (
 
 
 def fetch_candidates(conn: Connection, keys: list[str], *, besides: str | None = None, limit: int = CANDIDATE_LIMIT) -> list[Candidate]:
-    """Linked records sharing a blocking key; the largest blocks are dropped
-    when together they hold more than `limit` records (a clinic's phone typed
+    """Linked records sharing a blocking key; keys filed under more than
+    `limit` records are left out, and the largest blocks are dropped when
+    together they hold more than `limit` records (a clinic's phone typed
     for every patient must not crowd out the real candidates)."""
     keys = sorted(set(keys))
-    filed_under = [(r.key, r.record_id) for r in conn.execute(FILED_UNDER_KEYS, {"keys": keys})] if keys else []
+    filed = filed_under(conn, keys, most=limit)
 
-    def linked(filed: list[str], most: int) -> list[Candidate]:
-        rows = conn.execute(_CANDIDATES, {"filed": filed, "besides": besides or "", "limit": most}).all()
+    def linked(ids: list[str], most: int) -> list[Candidate]:
+        rows = conn.execute(_CANDIDATES, {"filed": ids, "besides": besides or "", "limit": most}).all()
         return [Candidate(r.record_id, r.person_id, Evidence(MatchKeys.from_document(r.match_keys), r.verified_cccd, r.registry_cccd)) for r in rows]
 
-    return select_candidates(keys, filed_under, linked, besides=besides, limit=limit)
+    return select_candidates([k for k in keys if k not in filed.too_common], filed.pairs, linked, besides=besides, limit=limit)
 
 
 def select_candidates(keys: list[str], filed_under: list[tuple[str, str]], linked: Callable[[list[str], int], list[Candidate]], *,

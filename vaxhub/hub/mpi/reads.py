@@ -26,10 +26,10 @@ from sqlalchemy import Connection, bindparam, select, union_all
 
 from vaxhub.hub.mpi.candidates import (
     CANDIDATE_LIMIT,
-    FILED_UNDER_KEYS,
     Candidate,
     Evidence,
     fetch_candidates,
+    filed_under,
     person_members,
     select_candidates,
 )
@@ -162,9 +162,12 @@ class BatchReads(IndexReads):
         self.incoming = incoming  # record id → what it brings, worked out once for the batch
         incoming = list(incoming.values())
         keys = sorted({key for e in incoming for key in e.blocks()})
-        self.filed: dict[str, set[str]] = {key: set() for key in keys}
-        for r in (conn.execute(FILED_UNDER_KEYS, {"keys": keys}) if keys else ()):
-            self.filed[r.key].add(r.record_id)
+        found = filed_under(conn, keys)
+        # Keys too common to block on (`filed_under`) stay so for the batch; their blocks are never read.
+        self.too_common = found.too_common
+        self.filed: dict[str, set[str]] = {key: set() for key in keys if key not in self.too_common}
+        for key, record_id in found.pairs:
+            self.filed[key].add(record_id)
         self.verified_cccds = sorted({e.verified_cccd for e in incoming if e.verified_cccd})
         ids = set().union(*self.filed.values())
         if self.verified_cccds:
@@ -201,16 +204,18 @@ class BatchReads(IndexReads):
         return min(holders, key=lambda r: r.record_id).person_id if holders else None
 
     def candidates(self, keys: list[str], *, besides: str | None) -> list[Candidate]:
-        if any(key not in self.filed for key in keys):
+        if any(key not in self.filed and key not in self.too_common for key in keys):
             return super().candidates(keys, besides=besides)
-        filed_under = [(key, record_id) for key in sorted(set(keys)) for record_id in self.filed[key]]
+        # As `filed_under` would answer now: a block this batch grew past the limit is too common too.
+        keys = sorted(k for k in set(keys) if k in self.filed and len(self.filed[k]) <= CANDIDATE_LIMIT)
+        pairs = [(key, record_id) for key in keys for record_id in self.filed[key]]
 
         def linked(filed: list[str], most: int) -> list[Candidate]:
             found = [Candidate(r.record_id, r.person_id, r.evidence) for i in filed
                      if (r := self.rows.get(i)) is not None and r.person_id and r.evidence is not None and i != besides]
             return found[:most]
 
-        return select_candidates(keys, filed_under, linked, besides=besides, limit=CANDIDATE_LIMIT)
+        return select_candidates(keys, pairs, linked, besides=besides, limit=CANDIDATE_LIMIT)
 
     def frequencies(self, model: MatchModel, keys: MatchKeys) -> IndexFrequencies | None:
         return self.tf if all(pair in self._counted for pair in term_values(keys)) else None
