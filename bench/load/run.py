@@ -22,7 +22,7 @@ five seconds later, as a supervisor would); its leased jobs return to the
 queue when their leases expire.
 
     .venv/bin/python bench/load/run.py --smoke
-    .venv/bin/python bench/load/run.py --minutes 10 --users 160 --rate 500 --kill
+    .venv/bin/python bench/load/run.py --minutes 10 --rate 500 --kill
 
 Figures on a shared machine say little; the thresholds are those of the
 requirement (500 Immunizations/s for 10 minutes, write p95 under 500 ms, no
@@ -458,7 +458,9 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the load")
-    parser.add_argument("--users", type=int, default=160, help="concurrent locust users, shared out by bench/load/mix.py")
+    parser.add_argument("--users", type=int, default=None,
+                        help="concurrent locust users, shared out by bench/load/mix.py (default: as many per kind as its rate needs "
+                             "with answers taking up to 3 s)")
     parser.add_argument("--rate", type=float, default=500.0, help="Immunizations/s offered; the other traffic follows the mix")
     parser.add_argument("--target", type=float, default=500.0, help="Immunization writes/s the run must sustain to pass")
     parser.add_argument("--api-processes", type=int, default=4, help="vaxhub serve --workers")

@@ -84,3 +84,13 @@ def test_the_mix_offers_the_rate_asked_for():
     doses = offered.rates["SiteBundleUser"] * mix.DOSES_PER_BUNDLE + offered.rates["VxuSenderUser"]
     assert doses == pytest.approx(500)
     assert all(rate > 0 for rate in offered.pacing().values())
+
+
+def test_by_default_each_kind_has_the_users_to_send_its_rate_through_slow_answers():
+    offered = mix.offered_load(500)
+    for kind, rate in offered.rates.items():
+        # Each user sends at most one request per answer: at the plan's pace
+        # every user of the kind may wait ANSWER_SECONDS for each answer.
+        assert offered.users[kind] / mix.ANSWER_SECONDS >= rate
+        assert offered.pacing()[kind] <= 1 / mix.ANSWER_SECONDS
+    assert offered.users["HealthBookUser"] == 300
