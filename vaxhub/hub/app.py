@@ -91,6 +91,9 @@ def build_app(
         title="vaxhub",
         version=__version__,
         description="FHIR R4 hub for vaccination records: Patient, Immunization, Organization, Location, Practitioner.",
+        # The hub's metrics are Prometheus and its logs JSON lines (vaxhub.hub.observability);
+        # FastAPI's own OpenTelemetry bridge would otherwise look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.engine = engine

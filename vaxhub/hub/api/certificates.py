@@ -18,7 +18,7 @@ before the response leaves. Errors are OperationOutcomes with 4xx.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -104,8 +104,11 @@ def require_patient_access(who: Principal, patient_id: str, store: FhirStore) ->
 
 
 def _audited(trail: AuditTrail):
-    def audited(request: Request) -> Iterator[Interaction]:
-        """The request's Interaction, recorded once whatever happens (refusals included)."""
+    async def audited(request: Request) -> AsyncIterator[Interaction]:
+        """The request's Interaction, recorded once whatever happens (refusals included).
+
+        A coroutine: FastAPI runs a plain generator's entry and exit each on
+        the thread pool, and only the exit has I/O to do."""
         current = getattr(request.state, "interaction", None)
         if current is None:
             client = request.client
@@ -124,11 +127,11 @@ def _audited(trail: AuditTrail):
                     status, message = (400, "invalid request") if isinstance(exc, RequestValidationError) else (500, "internal error")
                 current.outcome = outcome_for_status(status)
                 current.description = current.description or message
-                trail.record(current)
+                await run_in_threadpool(trail.record, current)
             raise
         else:
             if not current.recorded:
-                trail.record(current)
+                await run_in_threadpool(trail.record, current)
 
     return audited
 
