@@ -121,3 +121,26 @@ def _auditor():
     from vaxhub.hub.security.scopes import parse_scopes
 
     return Principal("operator", "moh-auditor", client_id="moh-auditor", scopes=tuple(parse_scopes("system/AuditEvent.rs")), roles=("auditor",))
+
+
+def test_an_unreachable_redis_is_asked_once_per_rest_not_once_per_request():
+    import redis
+
+    now = [100.0]
+    client = redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2)
+    attempts = []
+    real_pipeline = client.pipeline
+
+    def counted_pipeline(*args, **kwargs):  # noqa: ANN002, ANN003
+        attempts.append(now[0])
+        return real_pipeline(*args, **kwargs)
+
+    client.pipeline = counted_pipeline
+    windows = RedisWindows(client, rest_seconds=30.0, clock=lambda: now[0])
+    limiter = RateLimiter(rate=1.0, burst=2, counter=windows)
+    for _ in range(5):
+        limiter.take("site-during-outage")  # let through, not counted
+    now[0] += 31
+    limiter.take("site-during-outage")
+    assert attempts == [100.0, 131.0]
+    assert windows.quick and not DatabaseWindows.quick

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vaxhub.errors import AuthenticationFailed
 from vaxhub.hub.audit.trail import AuditTrail, Interaction, outcome_for_status
 from vaxhub.hub.security.principal import Principal
-from vaxhub.hub.security.rate_limits import RateLimiter  # noqa: F401 - the limiter `principal` applies, shared by every process
+from vaxhub.hub.security.rate_limits import RateLimiter
 from vaxhub.hub.security.tokens import TokenService
 
 AUDITED_PREFIXES = ("/fhir", "/ops/", "/hl7v2", "/imports")
@@ -28,8 +28,14 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def principal(request: Request) -> Principal:
-    """FastAPI dependency: the verified caller (401 without a valid token)."""
+async def principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller (401 without a valid token).
+
+    A coroutine: checking a token is CPU work (a kept answer, or one
+    signature), and a quick rate-limit counter (Redis with short timeouts,
+    memory) is asked here too; a plain-function dependency would cost every
+    request a hop to the thread pool. The database counter is a write
+    transaction and still runs on a thread."""
     token = bearer_token(request)
     if token is None:
         raise AuthenticationFailed("An access token is required (Authorization: Bearer …)")
@@ -38,7 +44,11 @@ def principal(request: Request) -> Principal:
     interaction = getattr(request.state, "interaction", None)
     if interaction is not None:
         interaction.principal = who
-    request.app.state.rate_limiter.take(who.client_id or who.subject)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if limiter.counter.quick:
+        limiter.take(who.client_id or who.subject)
+    else:
+        await run_in_threadpool(limiter.take, who.client_id or who.subject)
     return who
 
 

@@ -58,6 +58,12 @@ class CounterUnavailable(Exception):
 
 
 class WindowCounter(Protocol):
+    # True when `hit` answers within a short timeout and without a database
+    # transaction, so the API may call it on its event loop instead of
+    # handing each request's check to a thread (a hop costs more CPU than
+    # the check).
+    quick: bool
+
     def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
         """Count one request of `caller` in the window starting at `window_start`
         (epoch ms); return the hits in this window and in the previous one."""
@@ -122,6 +128,8 @@ class RateLimiter:
 class MemoryWindows:
     """Counters in this process only."""
 
+    quick = True
+
     def __init__(self, clock: Callable[[], float] = time.time):
         self._hits: dict[tuple[str, int], tuple[int, int]] = {}  # (caller, start) -> (hits, expires ms)
         self._lock = threading.Lock()
@@ -147,6 +155,8 @@ class MemoryWindows:
 
 class DatabaseWindows:
     """Counters in the hub's database (`rate_limit_window`), one upsert per request."""
+
+    quick = False  # a write transaction: on a thread, never on the event loop
 
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time, sweep_seconds: float = SWEEP_SECONDS):
         self.engine = engine
@@ -186,11 +196,21 @@ class DatabaseWindows:
 
 
 class RedisWindows:
-    """Counters in Redis; keys expire one window after their own ends."""
+    """Counters in Redis; keys expire one window after their own ends.
 
-    def __init__(self, client, *, prefix: str = "vaxhub:rate:"):  # noqa: ANN001 - a redis.Redis
+    After a failure Redis is left alone for `rest_seconds` (each request in
+    between is let through at once, as unavailable): an unreachable Redis
+    costs one timeout per rest, not one per request."""
+
+    quick = True
+
+    def __init__(self, client, *, prefix: str = "vaxhub:rate:", rest_seconds: float = 30.0,  # noqa: ANN001 - a redis.Redis
+                 clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.prefix = prefix
+        self.rest_seconds = rest_seconds
+        self.clock = clock
+        self._resting_until = float("-inf")
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.5) -> RedisWindows:
@@ -200,25 +220,30 @@ class RedisWindows:
         return cls(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout))
 
     def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
-        import redis
-
         key = f"{self.prefix}{caller}:{window_start}"
-        try:
+
+        def count():  # noqa: ANN202
             pipe = self.client.pipeline(transaction=True)
             pipe.incr(key)
             pipe.pexpire(key, 2 * window_ms)
             pipe.get(f"{self.prefix}{caller}:{window_start - window_ms}")
-            current, _, previous = pipe.execute()
-        except redis.RedisError as exc:
-            raise CounterUnavailable(f"Redis: {exc}") from exc
+            return pipe.execute()
+
+        current, _, previous = self._call(count)
         return int(current), int(previous or 0)
 
     def undo(self, caller: str, window_start: int) -> None:
+        self._call(lambda: self.client.decr(f"{self.prefix}{caller}:{window_start}"))
+
+    def _call(self, command: Callable[[], object]):  # noqa: ANN202
         import redis
 
+        if self.clock() < self._resting_until:
+            raise CounterUnavailable("Redis: not asked again yet after a failure")
         try:
-            self.client.decr(f"{self.prefix}{caller}:{window_start}")
+            return command()
         except redis.RedisError as exc:
+            self._resting_until = self.clock() + self.rest_seconds
             raise CounterUnavailable(f"Redis: {exc}") from exc
 
 
