@@ -54,6 +54,7 @@ class CertificateDocument:
     expires_at: dt.datetime
     qr_text: str
     identifier: str | None = None
+    qr_png: bytes | None = None  # `render_hc1_png(qr_text)` when already drawn (the `dcc.png` download)
 
 
 def _font_path(name: str):
@@ -128,7 +129,7 @@ def render_certificate_pdf(document: CertificateDocument) -> bytes:
     top = pdf.get_y()
     qr_size = 62
     qr_x = pdf.w - pdf.r_margin - qr_size
-    pdf.image(io.BytesIO(render_hc1_png(d.qr_text, scale=4)), x=qr_x, y=top, w=qr_size, h=qr_size, alt_text="EU DCC QR code")
+    pdf.image(io.BytesIO(d.qr_png or render_hc1_png(d.qr_text, scale=4)), x=qr_x, y=top, w=qr_size, h=qr_size, alt_text="EU DCC QR code")
     pdf.set_right_margin(pdf.r_margin + qr_size + 6)
     pdf.field("Họ và tên / Full name", d.full_name)
     pdf.field("Tên không dấu (ICAO 9303) / Transliterated name", d.name_icao.replace("<", " "))

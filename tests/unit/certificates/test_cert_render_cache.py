@@ -76,3 +76,36 @@ def test_a_redis_that_is_down_only_means_drawing_again(holder, second_dose, es25
     moments[0] += 31
     render_download(_stored("URN:UVCI:01:VN:DOWN3", hc1), "dcc.png", cache=down)
     assert shared.failures == 2  # and tried again after
+
+
+def _with_details(cert: StoredCertificate) -> StoredCertificate:
+    from dataclasses import replace
+
+    details = {"full_name": "Đặng Thị Ngọc Hà", "name_icao": "DANG<THI<NGOC<HA", "birth_date": "1990-05-24",
+               "identifier": "001190012345", "complete": False,
+               "doses": [{"number": 1, "date": "2021-08-02", "vaccine": "Vaxzevria (AstraZeneca)", "lot": "ABV5300", "place": "Bệnh viện Bạch Mai"}]}
+    return replace(cert, details=details)
+
+
+def _pdf_qr(pdf: bytes) -> list[str]:
+    from pypdf import PdfReader
+
+    (image,) = PdfReader(io.BytesIO(pdf)).pages[0].images
+    return [d.text for d in zxingcpp.read_barcodes(image.image)]
+
+
+def test_the_pdf_and_the_png_download_share_one_drawing_of_the_qr(holder, second_dose, es256_signer, now):
+    from vaxhub.certificates.dcc import render_hc1_png
+
+    hc1 = issue_dcc(holder, second_dose, es256_signer, issued_at=now)
+    # Drawn first, the PDF leaves its QR image as the issuance's dcc.png download.
+    cache = RenderCache()
+    pdf, media_type = render_download(_with_details(_stored("URN:UVCI:01:VN:P1", hc1)), "certificate.pdf", cache=cache)
+    png = cache.get(("URN:UVCI:01:VN:P1", "dcc.png"))
+    assert media_type == "application/pdf" and png is not None
+    assert [d.text for d in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))] == [hc1] == _pdf_qr(pdf)
+    # Drawn after it, the PDF embeds the dcc.png already kept (planted here with another text to tell them apart).
+    cache = RenderCache()
+    cache.put(("URN:UVCI:01:VN:P2", "dcc.png"), render_hc1_png("HC1:PLANTED"))
+    pdf, _ = render_download(_with_details(_stored("URN:UVCI:01:VN:P2", hc1)), "certificate.pdf", cache=cache)
+    assert _pdf_qr(pdf) == ["HC1:PLANTED"]

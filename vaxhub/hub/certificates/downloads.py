@@ -68,7 +68,7 @@ def _instant(moment: dt.datetime) -> str:
     return moment.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _pdf(cert: StoredCertificate) -> bytes:
+def _pdf(cert: StoredCertificate, qr_png: bytes | None = None) -> bytes:
     d = cert.details
     doses = [
         PdfDose(x["number"], dt.date.fromisoformat(x["date"]), x["vaccine"], x.get("lot"), x.get("place"))
@@ -87,19 +87,24 @@ def _pdf(cert: StoredCertificate) -> bytes:
             issued_at=cert.issued_at.replace(tzinfo=dt.timezone.utc),
             expires_at=cert.expires_at.replace(tzinfo=dt.timezone.utc),
             qr_text=cert.artefacts["dcc"],
+            qr_png=qr_png,
         )
     )
 
 
-DOWNLOADS: dict[str, tuple[str, Callable[[StoredCertificate], bytes | str]]] = {
-    "dcc.txt": (TEXT, lambda c: c.artefacts["dcc"]),
-    "dcc.png": ("image/png", lambda c: dcc.render_hc1_png(c.artefacts["dcc"])),
-    "dcc.svg": ("image/svg+xml", lambda c: dcc.render_hc1_svg(c.artefacts["dcc"])),
-    "shc.txt": (TEXT, lambda c: shc.encode_numeric(c.artefacts["shc"])),
-    "shc.png": ("image/png", lambda c: shc.render_card_png(shc.encode_numeric(c.artefacts["shc"]))),
-    "card.smart-health-card": (shc.FILE_MEDIA_TYPE, lambda c: shc.card_file([c.artefacts["shc"]])),
-    "ddcc.json": ("application/fhir+json", lambda c: c.artefacts["ddcc"]),
-    "certificate.pdf": ("application/pdf", _pdf),
+# Each builder gets the issuance and `drawn(name)`, another download of the
+# same issuance through the caches: the PDF's QR is the `dcc.png` download
+# (same text, ECC level and scale), drawn once for both.
+Builder = Callable[[StoredCertificate, Callable[[str], bytes]], bytes | str]
+DOWNLOADS: dict[str, tuple[str, Builder]] = {
+    "dcc.txt": (TEXT, lambda c, _drawn: c.artefacts["dcc"]),
+    "dcc.png": ("image/png", lambda c, _drawn: dcc.render_hc1_png(c.artefacts["dcc"])),
+    "dcc.svg": ("image/svg+xml", lambda c, _drawn: dcc.render_hc1_svg(c.artefacts["dcc"])),
+    "shc.txt": (TEXT, lambda c, _drawn: shc.encode_numeric(c.artefacts["shc"])),
+    "shc.png": ("image/png", lambda c, _drawn: shc.render_card_png(shc.encode_numeric(c.artefacts["shc"]))),
+    "card.smart-health-card": (shc.FILE_MEDIA_TYPE, lambda c, _drawn: shc.card_file([c.artefacts["shc"]])),
+    "ddcc.json": ("application/fhir+json", lambda c, _drawn: c.artefacts["ddcc"]),
+    "certificate.pdf": ("application/pdf", lambda c, drawn: _pdf(c, drawn("dcc.png"))),
 }
 
 
@@ -218,7 +223,7 @@ def render_download(cert: StoredCertificate, name: str, *, cache: RenderCache | 
     key = (cert.uvci, name)
     if cache is not None and name in _DRAWN and (body := cache.get(key)) is not None:
         return body, media_type
-    built = build(cert)
+    built = build(cert, lambda other: render_download(cert, other, cache=cache)[0])
     body = built.encode("utf-8") if isinstance(built, str) else built
     if cache is not None and name in _DRAWN:
         cache.put(key, body)
