@@ -1,8 +1,9 @@
 """Candidates for a record, fetched by blocking keys and scored, best person first.
 
 One indexed query finds every linked record sharing a blocking key with the
-incoming one (`mpi_block` → `mpi_record`), a second loads the term counts of
-the values in play; each candidate is scored with the core `MatchModel`, and
+incoming one (`mpi_block` → `mpi_record`; a key too common to block on is
+left out, its block never read: `filed_under`), a second loads the term
+counts of the values in play; each candidate is scored with the core `MatchModel`, and
 a person's score is its best record's. Used by the online linker and by
 `Patient/$match`.
 
