@@ -45,7 +45,7 @@ console = Console(width=150)
 NEW_SHARE = 0.38  # the load test's share of doses for new people
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
@@ -56,12 +56,12 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _postgres_pids() -> list[int]:
+def postgres_pids() -> list[int]:
     """Every PostgreSQL process (backends and the server's own writers)."""
     return [p.pid for p in psutil.process_iter(["username", "name"]) if p.info["username"] == "postgres" and "postgres" in (p.info["name"] or "")]
 
 
-def _api_pids(hub: Hub) -> list[int]:
+def api_pids_of(hub: Hub) -> list[int]:
     proc = psutil.Process(hub.proc.pid)
     return [proc.pid, *(c.pid for c in proc.children(recursive=True))]
 
@@ -129,10 +129,10 @@ def main() -> int:
             with admin.connect() as conn:
                 conn.execute(text("CHECKPOINT"))  # every round starts from the same point of the WAL cycle
                 wal_before = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
-            api_pids, pg_pids = _api_pids(hub), _postgres_pids()
-            api_before, pg_before = _cpu_seconds(api_pids), _cpu_seconds(pg_pids)
+            api_pids, pg_pids = api_pids_of(hub), postgres_pids()
+            api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
             elapsed, more = post_all(hub.base, hub.headers, measured, 4, f"round {round_no}: measured Bundles")
-            api_cpu, pg_cpu = _cpu_seconds(api_pids) - api_before, _cpu_seconds(_postgres_pids()) - pg_before
+            api_cpu, pg_cpu = cpu_seconds(api_pids) - api_before, cpu_seconds(postgres_pids()) - pg_before
             with admin.connect() as conn:
                 wal = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one() - wal_before
         finally:

@@ -74,3 +74,19 @@ def test_everything_of_a_golden_patient_is_one_query_over_its_records(store, eng
     assert found == {("Patient", golden.id), ("Patient", a.id), ("Patient", b.id), ("Immunization", dose_a.id), ("Immunization", dose_b.id)}
     assert len(statuses) == 1
     assert {(s.rtype, s.id) for s in compartments_in_reach(store, a.id)} == {("Patient", a.id), ("Immunization", dose_a.id)}
+
+
+def test_the_reader_does_not_keep_its_engine_alive(engine):
+    import gc
+    import weakref
+
+    from vaxhub.hub.storage.engine import make_engine
+
+    other = make_engine(engine.url.render_as_string(hide_password=False))
+    with reader(other).connect() as conn:
+        conn.execute(select(1))
+    other.dispose()
+    gone = weakref.ref(other)
+    del other, conn
+    gc.collect()
+    assert gone() is None, "an engine once asked for its reader is never freed"

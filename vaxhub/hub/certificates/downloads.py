@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 
 from vaxhub.certificates import dcc, shc
 from vaxhub.certificates.pdf import CertificateDocument, PdfDose, render_certificate_pdf
+from vaxhub.hub.rest_after_failure import RestAfterFailure
 
 TEXT = "text/plain; charset=utf-8"
 
@@ -138,10 +139,8 @@ class RedisRenders:
                  clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.prefix = prefix
-        self.rest_seconds = rest_seconds
-        self.clock = clock
+        self.rest = RestAfterFailure(rest_seconds, clock=clock)
         self.failures = 0
-        self._resting_until = 0.0
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25) -> "RedisRenders":
@@ -158,14 +157,14 @@ class RedisRenders:
     def _call(self, command: Callable[[], Any], instead: str) -> Any:
         import redis
 
-        if self.clock() < self._resting_until:
+        if self.rest.resting:
             return None
         try:
             return command()
         except redis.RedisError as exc:
             self.failures += 1
-            self._resting_until = self.clock() + self.rest_seconds
-            log.warning("shared render cache unavailable (%s), %s; next try in %.0f s", exc, instead, self.rest_seconds)
+            self.rest.failed()
+            log.warning("shared render cache unavailable (%s), %s; next try in %.0f s", exc, instead, self.rest.seconds)
             return None
 
 

@@ -19,8 +19,9 @@ The counters live where every process sees them (`VAXHUB_RATE_LIMIT_BACKEND`):
   old windows swept by each process once a minute;
 - `redis`: `INCR` and `PEXPIRE` of the window's key in one MULTI, Redis
   expiring old windows itself. Should Redis be unreachable the request is let
-  through (counted in `vaxhub_rate_limit_backend_errors_total` and logged):
-  the limit protects the hub, it must not take the API down with it;
+  through (counted in `vaxhub_rate_limit_backend_errors_total` and logged),
+  and Redis is left alone for 30 s (`RestAfterFailure`): the limit protects
+  the hub, it must not take the API down with it;
 - `memory`: this process only, for tests and single-process tools.
 """
 
@@ -42,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vaxhub.errors import RateLimited
 from vaxhub.hub.observability.metrics import RATE_LIMITED, RATE_LIMIT_BACKEND_ERRORS
+from vaxhub.hub.rest_after_failure import RestAfterFailure
 from vaxhub.hub.storage.engine import write_transaction
 from vaxhub.hub.storage.rate_limit_tables import RateLimitWindowRow
 
@@ -208,9 +210,7 @@ class RedisWindows:
                  clock: Callable[[], float] = time.monotonic):
         self.client = client
         self.prefix = prefix
-        self.rest_seconds = rest_seconds
-        self.clock = clock
-        self._resting_until = float("-inf")
+        self.rest = RestAfterFailure(rest_seconds, clock=clock)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.5) -> RedisWindows:
@@ -238,12 +238,12 @@ class RedisWindows:
     def _call(self, command: Callable[[], object]):  # noqa: ANN202
         import redis
 
-        if self.clock() < self._resting_until:
+        if self.rest.resting:
             raise CounterUnavailable("Redis: not asked again yet after a failure")
         try:
             return command()
         except redis.RedisError as exc:
-            self._resting_until = self.clock() + self.rest_seconds
+            self.rest.failed()
             raise CounterUnavailable(f"Redis: {exc}") from exc
 
 

@@ -8,7 +8,6 @@ production store. The schema is owned by Alembic from the first table on:
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,14 +97,16 @@ def reader(engine: Engine) -> Engine:
     if engine.dialect.name != "postgresql":
         return engine
     # One per engine: each `execution_options` call builds an engine and hooks
-    # events on it, too much to do per request.
-    found = _READERS.get(engine)
+    # events on it, too much to do per request. Kept on the engine itself (a
+    # weak-keyed map would never let it go: the reader refers to its engine).
+    found = getattr(engine, _READER_ATTRIBUTE, None)
     if found is None:
-        found = _READERS[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+        found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        setattr(engine, _READER_ATTRIBUTE, found)
     return found
 
 
-_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_READER_ATTRIBUTE = "_vaxhub_reader"
 
 
 # A pooled connection unused this long is pinged before it is handed out.
