@@ -129,13 +129,13 @@ def test_an_unreachable_redis_is_asked_once_per_rest_not_once_per_request():
     now = [100.0]
     client = redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2)
     attempts = []
-    real_pipeline = client.pipeline
+    real_command = client.execute_command
 
-    def counted_pipeline(*args, **kwargs):  # noqa: ANN002, ANN003
+    def counted_command(*args, **kwargs):  # noqa: ANN002, ANN003
         attempts.append(now[0])
-        return real_pipeline(*args, **kwargs)
+        return real_command(*args, **kwargs)
 
-    client.pipeline = counted_pipeline
+    client.execute_command = counted_command
     windows = RedisWindows(client, rest_seconds=30.0, clock=lambda: now[0])
     limiter = RateLimiter(rate=1.0, burst=2, counter=windows)
     for _ in range(5):

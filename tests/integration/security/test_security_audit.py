@@ -168,3 +168,31 @@ def test_a_writer_takes_a_free_chain_instead_of_waiting_for_a_busy_one(engine):
             conn.rollback()
             conn.close()
     assert trail.verify().ok
+
+
+def test_a_read_is_recorded_on_its_own_thread_and_a_failed_one_by_the_middleware(hub, client, monkeypatch):
+    # A successful read records its AuditEvent where the endpoint ran; only a
+    # request that ends in an error takes the extra trip to the thread pool.
+    from vaxhub.hub.api import access
+
+    app, _raw, _login = hub
+    pid = client.post("/fhir/Patient", json=patient("079090012345")).json()["id"]
+    recordings = []
+    real = access.run_in_threadpool
+
+    async def watched(func, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if func == app.state.audit.record:
+            recordings.append(args[0].path)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(access, "run_in_threadpool", watched)
+    before = _events(app)
+    reads = [client.get(f"/fhir/Patient/{pid}"), client.get(f"/fhir/Patient/{pid}/$everything"),
+             client.get("/fhir/Immunization", params={"patient": pid}), client.get(f"/fhir/Patient/{pid}/_history/1")]
+    assert [r.status_code for r in reads] == [200] * 4
+    assert recordings == [] and _events(app) == before + 4
+    assert client.get("/fhir/Patient/nope").status_code == 404
+    assert recordings == ["/fhir/Patient/nope"] and _events(app) == before + 5
+    with app.state.engine.connect() as conn:
+        outcomes = conn.execute(select(AuditEventRow.outcome).order_by(AuditEventRow.recorded.desc(), AuditEventRow.seq.desc()).limit(5)).scalars().all()
+    assert outcomes == ["4", "0", "0", "0", "0"]

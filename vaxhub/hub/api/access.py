@@ -8,8 +8,11 @@ appended when the response status is known.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaxhub.errors import AuthenticationFailed
@@ -19,6 +22,7 @@ from vaxhub.hub.security.rate_limits import RateLimiter
 from vaxhub.hub.security.tokens import TokenService
 
 AUDITED_PREFIXES = ("/fhir", "/ops/", "/hl7v2", "/imports")
+Answer = TypeVar("Answer", bound=Response)
 NOT_AUDITED = ("/fhir/metadata",)
 
 
@@ -50,6 +54,19 @@ async def principal(request: Request) -> Principal:
     else:
         await run_in_threadpool(limiter.take, who.client_id or who.subject)
     return who
+
+
+def recorded(trail: AuditTrail, audit: Interaction, response: Answer) -> Answer:
+    """Record a read's AuditEvent where its endpoint runs, on the request's thread.
+
+    The response is built (its status final, its body rendered), so the
+    outcome is known; left to `AuditMiddleware`, the request would go to the
+    thread pool once more only to record it. An endpoint that raises is
+    recorded by the middleware, with the status its error gets."""
+    if not audit.recorded:
+        audit.outcome = outcome_for_status(response.status_code)
+        trail.record(audit)
+    return response
 
 
 async def interaction(request: Request) -> Interaction:

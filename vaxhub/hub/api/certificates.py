@@ -31,7 +31,7 @@ from vaxhub.certificates.qr_reader import MAX_IMAGE_BYTES, certificate_in_image
 from vaxhub.certificates.verify import MAX_TEXT_LENGTH
 from vaxhub.errors import Forbidden, InvalidResource, Issue, MalformedInput, NotFound, UnsupportedRequest, VaxhubError
 from vaxhub.fhir.outcome import status_for
-from vaxhub.hub.api.access import interaction, principal
+from vaxhub.hub.api.access import interaction, principal, recorded
 from vaxhub.hub.audit.trail import AuditTrail, Interaction, outcome_for_status
 from vaxhub.hub.certificates.downloads import DOWNLOADS, StoredCertificate, render_download
 from vaxhub.hub.certificates.issuance import CERTIFICATES_ROLE
@@ -174,7 +174,7 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
         body, media_type = render_download(cert, name, cache=service.renders)
         disposition = "attachment" if name in ATTACHMENTS else "inline"
         filename = f"{cert.uvci.rsplit(':', 1)[-1][:12].lower()}-{name}"
-        return Response(body, media_type=media_type, headers={**NO_STORE, "Content-Disposition": f'{disposition}; filename="{filename}"'})
+        return recorded(trail, audit, Response(body, media_type=media_type, headers={**NO_STORE, "Content-Disposition": f'{disposition}; filename="{filename}"'}))
 
     def _certificate_for(who: Principal, uvci: str) -> StoredCertificate:
         if who.kind == VERIFIER:
@@ -204,7 +204,7 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
         require_patient_access(who, patient_id, store)
         audit.action = "search"
         audit.touched("Patient", patient_id, None, {"resourceType": "Patient"})
-        return JSONResponse({"patient": patient_id, "certificates": [c.summary() for c in service.for_patient(patient_id)]}, headers=NO_STORE)
+        return recorded(trail, audit, JSONResponse({"patient": patient_id, "certificates": [c.summary() for c in service.for_patient(patient_id)]}, headers=NO_STORE))
 
     @router.get("/patients/{patient_id}/latest/{name}", summary="Download the person's latest valid certificate")
     def latest(patient_id: str, name: str, who: Principal = caller, audit: Interaction = audited) -> Response:
@@ -214,9 +214,13 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
     @router.post("/verify", summary="Verify a certificate: QR text (JSON {qr}, text/plain) or a QR image (multipart field `image`, or an image body)")
     async def verify(request: Request, _who: Principal = caller, audit: Interaction = audited) -> JSONResponse:
         text = await _qr_text(request)
-        report = await run_in_threadpool(service.verify, text)
-        audit.description = f"verified a {report.format or 'unrecognised'} certificate: {'valid' if report.valid else ', '.join(report.codes)}"
-        return JSONResponse(report.to_json(), headers=NO_STORE)
+
+        def check() -> JSONResponse:
+            report = service.verify(text)
+            audit.description = f"verified a {report.format or 'unrecognised'} certificate: {'valid' if report.valid else ', '.join(report.codes)}"
+            return recorded(trail, audit, JSONResponse(report.to_json(), headers=NO_STORE))
+
+        return await run_in_threadpool(check)
 
     @router.post("/revocations", summary="Revoke a certificate by UVCI (every format)")
     def revoke(body: RevokeCertificate, who: Principal = caller, audit: Interaction = audited) -> JSONResponse:

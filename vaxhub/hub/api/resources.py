@@ -21,10 +21,10 @@ from vaxhub.fhir.outcome import informational
 from vaxhub.fhir.resources import SUPPORTED_TYPES, validate_resource
 from vaxhub.fhir.search_params import date_range
 from vaxhub.fhir.search_query import parse_search
-from vaxhub.hub.api.access import interaction
+from vaxhub.hub.api.access import interaction, recorded
 from vaxhub.hub.api.fhir_http import FhirResponse, base_url, prefers, read_json_body, version_headers
 from vaxhub.hub.api.person_access import person_principal
-from vaxhub.hub.audit.trail import Interaction
+from vaxhub.hub.audit.trail import AuditTrail, Interaction
 from vaxhub.hub.healthbook.citizen_reports import check_citizen_create
 from vaxhub.hub.mpi.reach import compartments_in_reach
 from vaxhub.hub.operations import bundles
@@ -75,7 +75,7 @@ def _shown(who: Principal, stored: Stored, audit: Interaction) -> Stored:
     return stored
 
 
-def build_router(store: FhirStore, settings: Settings) -> APIRouter:
+def build_router(store: FhirStore, settings: Settings, trail: AuditTrail) -> APIRouter:
     router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
     caller = Depends(person_principal)  # a citizen reaches every record of their person
     audited = Depends(interaction)
@@ -130,7 +130,7 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         if not version.isdigit():
             raise NotFound(f"{rtype}/{res_id} has no version {version!r}")
         stored = _shown(who, _load(who, lambda: store.vread(rtype, res_id, int(version))), audit)
-        return FhirResponse(stored.content, headers=version_headers(stored))
+        return recorded(trail, audit, FhirResponse(stored.content, headers=version_headers(stored)))
 
     def _history(request: Request, b: str, rtype: str, res_id: str | None, who: Principal, audit: Interaction) -> FhirResponse:
         items = dict(_query_items(request))
@@ -150,7 +150,7 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         keep = {k: v for k, v in items.items() if k == "_since"}
         self_url = f"{path}?{urlencode({**keep, '_count': count, '_offset': offset})}"
         next_url = f"{path}?{urlencode({**keep, '_count': count, '_offset': offset + count})}" if more else None
-        return FhirResponse(bundles.history(b, self_url, versions, next_url))
+        return recorded(trail, audit, FhirResponse(bundles.history(b, self_url, versions, next_url)))
 
     @router.get("/Patient/{res_id}/$everything", summary="Everything in one patient's compartment", response_class=FhirResponse)
     def everything(res_id: str, request: Request, who: Principal = caller, audit: Interaction = audited) -> FhirResponse:
@@ -162,7 +162,7 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         found.sort(key=lambda s: (s.rtype != "Patient", s.rtype, s.id))
         for s in found:
             audit.touched(s.rtype, s.id, s.version, s.content)
-        return FhirResponse(bundles.collection_of(base(request), "searchset", found))
+        return recorded(trail, audit, FhirResponse(bundles.collection_of(base(request), "searchset", found)))
 
     @router.get("/{rtype}/{res_id}", summary="Read the current version", response_class=FhirResponse)
     def read(rtype: str, res_id: str, request: Request, who: Principal = caller, audit: Interaction = audited) -> Response:
@@ -171,8 +171,8 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         stored = _shown(who, _load(who, lambda: store.read(rtype, res_id)), audit)
         headers = version_headers(stored)
         if request.headers.get("if-none-match") == stored.etag:
-            return Response(status_code=304, headers=headers)
-        return FhirResponse(stored.content, headers=headers)
+            return recorded(trail, audit, Response(status_code=304, headers=headers))
+        return recorded(trail, audit, FhirResponse(stored.content, headers=headers))
 
     @router.get("/{rtype}", summary="Search", response_class=FhirResponse)
     def search_get(rtype: str, request: Request, who: Principal = caller, audit: Interaction = audited) -> FhirResponse:
@@ -204,7 +204,7 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         page = store.search(query)
         for s in page.resources + page.included:
             audit.touched(s.rtype, s.id, s.version, s.content)
-        return FhirResponse(bundles.searchset(base(request), query, page))
+        return recorded(trail, audit, FhirResponse(bundles.searchset(base(request), query, page)))
 
     @router.post("/{rtype}", summary="Create (conditional with If-None-Exist)", response_class=FhirResponse)
     async def create(rtype: str, request: Request, who: Principal = caller, audit: Interaction = audited) -> FhirResponse:

@@ -190,6 +190,12 @@ class AuditTrail:
         self.chains = chains
         self.clock = clock or (lambda: datetime.now(timezone.utc).replace(tzinfo=None))
         self._group = GroupCommit(self._record_together)
+        # Built once (every transaction that audits runs it): a random head no one holds.
+        self._any_free_head = (
+            select(AuditChainHeadRow.chain, AuditChainHeadRow.last_seq, AuditChainHeadRow.last_hash)
+            .where(AuditChainHeadRow.chain < chains)
+            .order_by(func.random()).limit(1).with_for_update(skip_locked=True)
+        )
 
     def append(self, conn: Connection, interaction: Interaction, insert_later: Callable[[Table, list[dict]], None] | None = None) -> str:
         """Append the interaction's AuditEvent in the caller's transaction.
@@ -248,11 +254,7 @@ class AuditTrail:
         holder commits. None when every head is held (or not created yet)."""
         if conn.dialect.name != "postgresql":
             return None
-        row = conn.execute(
-            select(AuditChainHeadRow.chain, AuditChainHeadRow.last_seq, AuditChainHeadRow.last_hash)
-            .where(AuditChainHeadRow.chain < self.chains)
-            .order_by(func.random()).limit(1).with_for_update(skip_locked=True)
-        ).first()
+        row = conn.execute(self._any_free_head).first()
         return (row.chain, (row.last_seq, row.last_hash)) if row is not None else None
 
     def _locked_head(self, conn: Connection, chain: int) -> tuple[int, tuple[int, str]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from itertools import groupby
-from typing import Any
-
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, bindparam, select
 
 from vaxhub.certificates.verify import VerificationReport, verify_text
 from vaxhub.errors import NotFound
@@ -24,6 +22,10 @@ from vaxhub.settings import Settings
 
 CERTIFICATE = CertificateRow.__table__
 CARD_ISSUER_PATH = "/shc"
+# Built once: every download and every page of a person's certificates reads these.
+_NEWEST_FIRST = (CERTIFICATE.c.issued_at.desc(), CERTIFICATE.c.uvci, CERTIFICATE.c.format)
+_BY_UVCI = select(CERTIFICATE).where(CERTIFICATE.c.uvci == bindparam("key")).order_by(*_NEWEST_FIRST)
+_BY_PATIENT = select(CERTIFICATE).where(CERTIFICATE.c.patient_id == bindparam("key")).order_by(*_NEWEST_FIRST)
 
 
 class CertificateService:
@@ -51,11 +53,9 @@ class CertificateService:
         CERTIFICATES_ISSUED.inc()
         return issued
 
-    def _load(self, condition: Any) -> list[StoredCertificate]:
+    def _load(self, statement: Select, key: str) -> list[StoredCertificate]:
         with self.store.reads.connect() as conn:
-            rows = conn.execute(
-                select(CERTIFICATE).where(condition).order_by(CERTIFICATE.c.issued_at.desc(), CERTIFICATE.c.uvci, CERTIFICATE.c.format)
-            ).all()
+            rows = conn.execute(statement, {"key": key}).all()
         found = []
         for uvci, group in groupby(rows, key=lambda r: r.uvci):
             parts = list(group)
@@ -72,14 +72,14 @@ class CertificateService:
         return found
 
     def find(self, uvci: str) -> StoredCertificate:
-        found = self._load(CERTIFICATE.c.uvci == uvci)
+        found = self._load(_BY_UVCI, uvci)
         if not found:
             raise NotFound(f"no certificate {uvci}")
         return found[0]
 
     def for_patient(self, patient_id: str) -> list[StoredCertificate]:
         """Every certificate issued for the person, newest first."""
-        return self._load(CERTIFICATE.c.patient_id == patient_id)
+        return self._load(_BY_PATIENT, patient_id)
 
     def latest(self, patient_id: str) -> StoredCertificate:
         for cert in self.for_patient(patient_id):
