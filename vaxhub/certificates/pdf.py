@@ -3,7 +3,8 @@ with the holder, the doses, the certificate colour and the EU DCC QR code.
 
 Rendered with fpdf2 and the DejaVu Sans font shipped in `fonts/` (its licence
 beside it), embedded and subset: the PDF core fonts have no Vietnamese
-letters ("Nguy■n V■n ■■c"). The QR image is the `HC1:` code at a scale a
+letters ("Nguy■n V■n ■■c"). `pdf_fonts` picks the files: cut down to Latin
+and Vietnamese once per process when the document needs no other letter. The QR image is the `HC1:` code at a scale a
 phone camera or a PDF-to-image step reads back (HCERT §4, ECC level Q).
 """
 
@@ -13,13 +14,13 @@ import datetime as dt
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
 from vaxhub.certificates.dcc import render_hc1_png
+from vaxhub.certificates.pdf_fonts import font_files
 
 FONT_FAMILY = "DejaVuSans"
 _GREEN = (22, 128, 61)
@@ -57,10 +58,6 @@ class CertificateDocument:
     qr_png: bytes | None = None  # `render_hc1_png(qr_text)` when already drawn (the `dcc.png` download)
 
 
-def _font_path(name: str):
-    return resources.files("vaxhub.certificates").joinpath("fonts", name)
-
-
 def _day(value: dt.date | dt.datetime) -> str:
     if isinstance(value, dt.datetime):
         value = value.astimezone(VIETNAM_TZ).date()
@@ -74,11 +71,10 @@ def _birth_date(value: str) -> str:
 
 
 class _Page(FPDF):
-    def __init__(self) -> None:
+    def __init__(self, fonts: dict) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
-        with resources.as_file(_font_path("DejaVuSans.ttf")) as regular, resources.as_file(_font_path("DejaVuSans-Bold.ttf")) as bold:
-            self.add_font(FONT_FAMILY, "", regular)
-            self.add_font(FONT_FAMILY, "B", bold)
+        for style, path in fonts.items():
+            self.add_font(FONT_FAMILY, style, path)
         self.set_auto_page_break(auto=False)
         self.set_margins(18, 16, 18)
 
@@ -96,10 +92,16 @@ class _Page(FPDF):
         self.cell(0, 7, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
+def _variable_text(d: CertificateDocument) -> str:
+    """Every character the page may show besides its own fixed labels."""
+    doses = (f"{x.vaccine}{x.lot or ''}{x.place or ''}" for x in d.doses)
+    return "".join((d.full_name, d.name_icao, d.birth_date, d.identifier or "", d.certificate_id, d.issuer, *doses))
+
+
 def render_certificate_pdf(document: CertificateDocument) -> bytes:
     """The certificate as PDF bytes (one A4 page)."""
     d = document
-    pdf = _Page()
+    pdf = _Page(font_files(_variable_text(d)))
     pdf.set_title("Chứng nhận tiêm chủng COVID-19 / COVID-19 vaccination certificate")
     pdf.set_author(d.issuer)
     pdf.set_lang("vi")

@@ -61,3 +61,54 @@ def test_partial_series_is_marked_not_complete(document):
 
     text = PdfReader(io.BytesIO(render_certificate_pdf(replace(document, complete=False, birth_date="1958")))).pages[0].extract_text()
     assert "CHƯA TIÊM ĐỦ LIỀU CƠ BẢN" in text and "1958" in text
+
+
+def _vietnamese_letters() -> str:
+    """Every letter of the Vietnamese alphabet with every tone mark, both cases."""
+    import unicodedata
+
+    tones = ("", "\u0300", "\u0301", "\u0303", "\u0309", "\u0323")
+    vowels = "aăâeêioôơuưy"
+    letters = "".join(unicodedata.normalize("NFC", v + t) for v in vowels for t in tones) + "bcdđghklmnpqrstvx"
+    return letters + letters.upper()
+
+
+def test_the_cut_fonts_hold_every_vietnamese_letter_and_far_fewer_glyphs():
+    from fontTools import ttLib
+
+    from vaxhub.certificates.pdf_fonts import font_files
+
+    letters = _vietnamese_letters()
+    assert len(letters) == 2 * (12 * 6 + 17)
+    cut, full = font_files(letters), font_files("Иван")
+    for style in ("", "B"):
+        cut_font, full_font = ttLib.TTFont(cut[style]), ttLib.TTFont(full[style])
+        cmap = cut_font.getBestCmap()
+        assert [c for c in letters + "—–“”‘’…₫" if ord(c) not in cmap] == []
+        assert len(cut_font.getGlyphOrder()) * 5 < len(full_font.getGlyphOrder())
+
+
+def test_a_name_beyond_the_cut_fonts_is_drawn_with_the_full_fonts(document):
+    from dataclasses import replace
+
+    pdf = render_certificate_pdf(replace(document, full_name="Иван Петров", issuer="Bộ Y tế"))
+    text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    assert "Иван Петров" in text and "Bộ Y tế" in text
+
+
+def test_the_fixed_labels_are_drawn_whole_with_the_cut_fonts(document, monkeypatch):
+    from vaxhub.certificates import pdf as module
+
+    chosen = []
+    real = module.font_files
+
+    def watched(text):  # noqa: ANN001, ANN202
+        chosen.append(real(text))
+        return chosen[-1]
+
+    monkeypatch.setattr(module, "font_files", watched)
+    text = PdfReader(io.BytesIO(render_certificate_pdf(document))).pages[0].extract_text()
+    assert chosen == [real("Đặng")] and chosen[0] != real("Иван")
+    for label in ("CỘNG HOÀ XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Các mũi đã tiêm / Doses received", "Nơi tiêm / Place",
+                  "Tên không dấu (ICAO 9303) / Transliterated name", "Quét mã QR để xác thực (EU DCC)", "Có giá trị đến / Valid until"):
+        assert label in text, label

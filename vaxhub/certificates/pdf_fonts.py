@@ -1,0 +1,66 @@
+"""The font files a certificate PDF is drawn with.
+
+fpdf2 parses the whole TrueType file on every `add_font` and cuts it down to
+the glyphs used on every `output`; for DejaVu Sans (about 6,000 glyphs in
+each of two styles) that is most of a certificate's drawing time. Nearly
+every certificate needs only Latin letters and Vietnamese's, so each process
+cuts both fonts down once, at its first certificate, to `CUT_TO` (about 770
+glyphs): drawing then takes about half the CPU. A document with any other
+character (a Greek or Cyrillic name) is drawn with the full fonts, so no
+letter DejaVu has is ever lost. The cut files live in a temporary folder
+removed when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import threading
+from contextlib import ExitStack
+from importlib import resources
+from itertools import chain
+from pathlib import Path
+
+from fontTools import subset, ttLib
+
+STYLES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+# Basic Latin, Latin-1, Latin Extended-A and -B (Ơ ơ Ư ư, and Romanian's ș ț),
+# the combining marks Vietnamese uses, Latin Extended Additional's Vietnamese
+# letters (U+1EA0–U+1EF9), general punctuation (– — ‘ ’ “ ” …) and the đồng sign.
+CUT_TO = frozenset(chain(
+    range(0x20, 0x7F), range(0xA0, 0x250), range(0x300, 0x324), range(0x1EA0, 0x1EFA), range(0x2010, 0x2028), (0x20AB,),
+))
+
+_lock = threading.Lock()
+_full: dict[str, Path] = {}
+_cut: dict[str, Path] = {}
+
+
+def font_files(text: str) -> dict[str, Path]:
+    """The font file of each style (`STYLES`) to draw `text` with."""
+    with _lock:
+        if not _full:
+            _prepare()
+    return _cut if all(ord(c) in CUT_TO for c in text) else _full
+
+
+def _prepare() -> None:
+    files = ExitStack()  # the packaged fonts as files, for as long as the process runs
+    atexit.register(files.close)
+    folder = Path(tempfile.mkdtemp(prefix="vaxhub-fonts-"))
+    atexit.register(shutil.rmtree, folder, True)
+    options = subset.Options()
+    options.layout_features = ["*"]  # keep kerning and mark positioning for the letters kept
+    options.name_IDs = ["*"]  # the copyright and licence records stay with the font
+    options.notdef_outline = True
+    options.drop_tables += ["FFTM"]  # FontForge's timestamps: nothing reads them, and the subsetter warns it cannot cut them
+    for style, name in STYLES.items():
+        full = Path(files.enter_context(resources.as_file(resources.files("vaxhub.certificates").joinpath("fonts", name))))
+        font = ttLib.TTFont(full)
+        cutter = subset.Subsetter(options)
+        cutter.populate(unicodes=CUT_TO)
+        cutter.subset(font)
+        cut = folder / name
+        font.save(cut)
+        _full[style], _cut[style] = full, cut
