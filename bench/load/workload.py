@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -35,6 +35,11 @@ class LoadPeople:
     population: Population
     known: dict[str, list[Person]]
     fresh: dict[str, list[Person]]
+    # The new people not yet sent, shared by every site's `SitePeople`.
+    unsent: "FreshPeople" = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unsent", FreshPeople(self.fresh))
 
     @property
     def sites(self) -> tuple[Site, ...]:
@@ -45,6 +50,28 @@ class LoadPeople:
 
     def fresh_count(self) -> int:
         return sum(len(people) for people in self.fresh.values())
+
+
+class FreshPeople:
+    """New people by home site, each handed out once. A site takes its own
+    first; once they are gone it takes one from the site with the most left
+    (a person may be vaccinated anywhere). Users are spread over the sites
+    round robin and the synthetic sites differ in size, so busy sites ran
+    dry while others kept theirs, and known people had to stand in: the share
+    of doses for new people, and with it the outbox work, fell below plan."""
+
+    def __init__(self, fresh: dict[str, list[Person]]):
+        self._left = {code: deque(people) for code, people in fresh.items()}
+
+    def take(self, site_code: str) -> Person | None:
+        own = self._left.get(site_code)
+        if own:
+            return own.popleft()
+        donor = max(self._left.values(), key=len, default=None)
+        return donor.pop() if donor else None
+
+    def left(self) -> int:
+        return sum(len(people) for people in self._left.values())
 
 
 def eligible(population: Population, person: Person) -> bool:
@@ -169,15 +196,16 @@ class SitePeople:
     robin), each with their next dose number. Shared, so that two users never
     create the same new person or give one person the same dose number.
 
-    When the new people run out, known people stand in (counted, so the report
-    can say the population was too small)."""
+    New people come from the pool every site shares (`FreshPeople`); when it
+    runs out, known people stand in (counted, so the report can say the
+    population was too small)."""
 
     def __init__(self, people: LoadPeople, site: Site, new_share: float, rng: random.Random):
         self.population = people.population
         self.site = site
         self.new_share = new_share
         self.rng = rng
-        self._fresh: Iterator[Person] = iter(people.fresh[site.code])
+        self._fresh = people.unsent
         self._known = people.known[site.code] or people.known_people()
         self._known_at = rng.randrange(len(self._known)) if self._known else 0
         self._next_number: dict[str, int] = {}
@@ -186,7 +214,7 @@ class SitePeople:
     def pick(self) -> tuple[Person, Dose, bool]:
         """(person, their next dose at this site, whether the person is new)."""
         if self.rng.random() < self.new_share:
-            person = next(self._fresh, None)
+            person = self._fresh.take(self.site.code)
             if person is not None:
                 self._next_number[person.person_id] = 2
                 return person, next_dose(self.population, person, 1, self.site), True

@@ -40,6 +40,19 @@ def test_new_people_are_never_sent_twice_and_known_doses_count_up(people):
     assert numbers and all(n == list(range(2, 2 + len(n))) for n in numbers.values())
 
 
+def test_a_busy_site_takes_new_people_left_at_other_sites_and_none_is_sent_twice():
+    people = split_people(1500, 11, 300)
+    busy, quiet = people.sites[0], people.sites[1]
+    own = len(people.fresh[busy.code])
+    busy_picker, quiet_picker = SitePeople(people, busy, 1.0, random.Random(1)), SitePeople(people, quiet, 1.0, random.Random(2))
+    busy_new = [p.person_id for p, _d, new in (busy_picker.pick() for _ in range(own * 3)) if new]
+    quiet_new = [p.person_id for p, _d, new in (quiet_picker.pick() for _ in range(20)) if new]
+    assert len(busy_new) == own * 3 and busy_picker.fresh_exhausted == 0  # the busy site never ran dry
+    assert len(quiet_new) == 20 and quiet_picker.fresh_exhausted == 0
+    assert len(set(busy_new) | set(quiet_new)) == len(busy_new) + len(quiet_new)
+    assert people.unsent.left() == people.fresh_count() - len(busy_new) - len(quiet_new)
+
+
 def test_a_bundle_is_conditional_creates_of_patients_and_their_doses_at_the_site(people):
     site = people.sites[1]
     doses = SitePeople(people, site, 0.4, random.Random(2)).pick_distinct(20)

@@ -16,7 +16,7 @@ from typing import Any
 from datetime import datetime, timezone
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from vaxhub.errors import Conflict, Forbidden, InputError, VaxhubError
 from vaxhub.fhir.hl7v2 import (
@@ -39,6 +39,8 @@ from vaxhub.hub.storage.store import FhirStore, WriteGuard, Writer
 
 log = logging.getLogger("vaxhub.hl7v2")
 MESSAGES = Hl7MessageRow.__table__
+# Built once: every message asks it.
+_EARLIER_ACK = select(MESSAGES.c.ack).where(MESSAGES.c.sender == bindparam("sender"), MESSAGES.c.control_id == bindparam("control_id"))
 _ENTRY = re.compile(r"Bundle\.entry\[(\d+)\]")
 
 
@@ -143,9 +145,7 @@ class _Remember:
     ack: str
 
     def __call__(self, writer: Writer) -> None:
-        earlier = writer.conn.execute(
-            select(MESSAGES.c.ack).where(MESSAGES.c.sender == self.sender, MESSAGES.c.control_id == self.control_id)
-        ).scalar()
+        earlier = writer.conn.execute(_EARLIER_ACK, {"sender": self.sender, "control_id": self.control_id}).scalar()
         if earlier is not None:
             raise _AlreadyAcknowledged(earlier)
         writer.insert_later(MESSAGES, [{"sender": self.sender, "control_id": self.control_id, "received_at": _utcnow(), "ack": self.ack}])
