@@ -10,7 +10,10 @@ doses for people the hub has not seen) are posted by 4 client threads. The
 figures are read from the processes' own CPU counters (`/proc`) and from
 PostgreSQL's WAL position over the posting alone, so they do not move with
 how busy the machine is the way a rate does; the outbox workers are not
-running (their jobs only queue).
+running (their jobs only queue). Then `--vxu` HL7 v2 VXU^V04 messages of one
+dose each (the load's hospital systems: the same people's next doses, 38 %
+for new people) are posted to `/hl7v2` by 4 client threads and measured the
+same way, per message.
 
 The floor is measured in the same run: parsing and validating the same
 resources with the fhir.resources models in this process, the least any
@@ -26,12 +29,16 @@ import argparse
 import os
 import random
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import orjson
 import psutil
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
@@ -43,6 +50,7 @@ from vaxhub.fhir.resources import MODELS  # noqa: E402
 
 console = Console(width=150)
 NEW_SHARE = 0.38  # the load test's share of doses for new people
+ER7 = "x-application/hl7-v2+er7"
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -77,14 +85,48 @@ def dose_bundles(people: workload.LoadPeople, number: int = 1) -> list[bytes]:
     return bodies
 
 
-def _load_bundles(people: workload.LoadPeople, count: int, seed: int) -> list[bytes]:
-    pickers = {s.code: workload.SitePeople(people, s, NEW_SHARE, random.Random(f"{seed}-{s.code}")) for s in people.sites}
+def _pickers(people: workload.LoadPeople, seed: int) -> dict[str, workload.SitePeople]:
+    return {s.code: workload.SitePeople(people, s, NEW_SHARE, random.Random(f"{seed}-{s.code}")) for s in people.sites}
+
+
+def _load_bundles(people: workload.LoadPeople, pickers: dict[str, workload.SitePeople], count: int) -> list[bytes]:
     bodies = []
     for index in range(count):
         site = people.sites[index % len(people.sites)]
         picked = pickers[site.code].pick_distinct(mix.DOSES_PER_BUNDLE)
         bodies.append(orjson.dumps(workload.dose_bundle([(p, d) for p, d, _new in picked], site)))
     return bodies
+
+
+def _vxu_messages(people: workload.LoadPeople, pickers: dict[str, workload.SitePeople], count: int) -> list[bytes]:
+    """One dose each, as the load's hospital systems send them (after the Bundles: the same people's next doses)."""
+    messages = []
+    for index in range(count):
+        site = people.sites[index % len(people.sites)]
+        person, dose, _new = pickers[site.code].pick()
+        messages.append(workload.vxu_message(person, dose, f"DOSE-COST-{index}").encode("utf-8"))
+    return messages
+
+
+def _post_vxu(root: str, headers: dict[str, str], messages: list[bytes], label: str) -> tuple[float, list[str]]:
+    """POST /hl7v2 from 4 threads; a failure is anything but an AA acknowledgement."""
+    local = threading.local()
+    failures: list[str] = []
+
+    def send(message: bytes) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=root, timeout=120, headers={"authorization": headers["authorization"], "content-type": ER7})
+        r = local.client.post("/hl7v2", content=message)
+        if r.status_code != 200 or "MSA|AA|" not in r.text:
+            failures.append(f"{r.status_code}: {r.text[:300]}")
+
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("messages", total=len(messages))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            for _ in pool.map(send, messages):
+                progress.advance(task)
+        return time.perf_counter() - started, failures
 
 
 def _floor_ms_per_dose(bodies: list[bytes]) -> float:
@@ -98,26 +140,40 @@ def _floor_ms_per_dose(bodies: list[bytes]) -> float:
     return (time.process_time() - started) * 1000 / doses
 
 
+def _measure_vxu(hub: Hub, messages: list[bytes], round_no: int) -> tuple[float, list[str], float, float]:
+    """Post the messages; their wall time, failures, and the API's and PostgreSQL's CPU seconds."""
+    api_pids, pg_pids = api_pids_of(hub), postgres_pids()
+    api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
+    elapsed, failures = _post_vxu(hub.base.removesuffix("/fhir"), hub.headers, messages, f"round {round_no}: measured VXU")
+    return elapsed, failures, cpu_seconds(api_pids) - api_before, cpu_seconds(postgres_pids()) - pg_before
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres-url", default=os.environ.get("VAXHUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
                         help="admin URL; a fresh database is created and dropped")
     parser.add_argument("--known", type=int, default=3000, help="people stored with a first dose before the measured Bundles")
     parser.add_argument("--bundles", type=int, default=400, help="measured Bundles of 20 doses")
+    parser.add_argument("--vxu", type=int, default=1000, help="measured VXU^V04 messages of one dose each, after the Bundles")
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds, each on a fresh database")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
-    people = workload.split_people(args.known * 2 + args.bundles * 20, args.seed, args.known)
+    people = workload.split_people(args.known * 2 + args.bundles * 20 + args.vxu, args.seed, args.known)
     sites = [r for s in people.sites for r in workload.site_resources(s)]
     seeding = dose_bundles(people)
-    measured = _load_bundles(people, args.bundles, args.seed)
+    pickers = _pickers(people, args.seed)
+    measured = _load_bundles(people, pickers, args.bundles)
+    messages = _vxu_messages(people, pickers, args.vxu)
     doses = args.bundles * mix.DOSES_PER_BUNDLE
     floor = _floor_ms_per_dose(measured)
 
     table = Table(title=f"per Immunization stored: {args.bundles} Bundles of {mix.DOSES_PER_BUNDLE} doses, {NEW_SHARE:.0%} new people, one API process")
     for column in ("round", "doses/s", "API CPU ms", "PostgreSQL CPU ms", "WAL kB", "floor ms", "API / floor", "errors"):
         table.add_column(column, justify="right")
+    vxu_table = Table(title=f"per VXU^V04 message of one dose: {args.vxu} messages after the Bundles, the same people's next doses")
+    for column in ("round", "messages/s", "API CPU ms", "PostgreSQL CPU ms", "errors"):
+        vxu_table.add_column(column, justify="right")
     ok = True
     for round_no in range(1, args.rounds + 1):
         url, drop = fresh_postgres_database(args.postgres_url, "vaxhub_dose_cost")
@@ -126,6 +182,10 @@ def main() -> int:
         try:
             register_sites(hub.base, hub.headers, sites)
             _elapsed, failures = post_all(hub.base, hub.headers, seeding, 4, f"round {round_no}: first doses of {args.known} people")
+            with create_engine(url, isolation_level="AUTOCOMMIT").connect() as conn:
+                # Planner statistics for the seeded tables, as autovacuum would have gathered
+                # (this machine runs without it), and as the load test does after its seed.
+                conn.execute(text("ANALYZE"))
             with admin.connect() as conn:
                 conn.execute(text("CHECKPOINT"))  # every round starts from the same point of the WAL cycle
                 wal_before = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
@@ -135,6 +195,7 @@ def main() -> int:
             api_cpu, pg_cpu = cpu_seconds(api_pids) - api_before, cpu_seconds(postgres_pids()) - pg_before
             with admin.connect() as conn:
                 wal = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one() - wal_before
+            vxu_elapsed, vxu_failures, vxu_api, vxu_pg = _measure_vxu(hub, messages, round_no) if messages else (0.0, [], 0.0, 0.0)
         finally:
             hub.stop()
             admin.dispose()
@@ -146,7 +207,15 @@ def main() -> int:
                       f"{floor:.2f}", f"{api_ms / floor:.1f}", str(len(failures)))
         for failure in failures[:3]:
             console.print(f"[red]{failure}")
+        if messages:
+            ok &= not vxu_failures
+            vxu_table.add_row(str(round_no), f"{len(messages) / vxu_elapsed:,.0f}", f"{vxu_api * 1000 / len(messages):.2f}",
+                              f"{vxu_pg * 1000 / len(messages):.2f}", str(len(vxu_failures)))
+            for failure in vxu_failures[:3]:
+                console.print(f"[red]{failure}")
     console.print(table)
+    if messages:
+        console.print(vxu_table)
     console.print(f"machine: {os.cpu_count()} cores, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0 if ok else 1
 

@@ -3,10 +3,15 @@ reads the health-book app and operators make most.
 
 One `vaxhub serve` process on a fresh PostgreSQL database; `--people` people
 are stored with two doses each (Bundles shaped as in the national load
-test), then each kind of read is sent `--requests` times by 4 client threads,
-round robin over the people: `Patient/{id}/$everything`, a `Patient` read and
-an `Immunization?patient=` search. Every one of them is authorised and leaves
-an AuditEvent, as in production. Rate limits are counted in the local
+test), their identities are checked against the synthetic population by the
+verification worker (in this process, before anything is measured), and
+`--certificates` of them get a certificate. Then each kind of read is sent
+`--requests` times by 4 client threads, round robin over the people:
+`Patient/{id}/$everything`, a `Patient` read, an `Immunization?patient=`
+search, the latest certificate's `dcc.txt` (as the app downloads it; drawn
+forms are cached, so the text is what every download costs), and
+`POST /certificates/verify` of their QR texts with a verifier's token. Every
+one of them is authorised and leaves an AuditEvent, as in production. Rate limits are counted in the local
 Redis, as in the load test (`--rate-limits database`: in PostgreSQL, one
 upsert per request). CPU is read from the processes' own counters (`/proc`),
 so the figures move less with how busy the machine is than a rate would.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import threading
 import time
@@ -31,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, select
@@ -40,7 +47,13 @@ from bench.databases import fresh_postgres_database  # noqa: E402
 from bench.dose_cost import api_pids_of, cpu_seconds, postgres_pids, dose_bundles  # noqa: E402
 from bench.ingest import Hub, post_all, register_sites  # noqa: E402
 from bench.load import workload  # noqa: E402
+from vaxhub.adapters.fakes import InMemoryPopulationRegistry  # noqa: E402
+from vaxhub.adapters.registry_data import Citizen, SyntheticRegistry  # noqa: E402
+from vaxhub.hub.security.client_tools import generate_key, load_key, request_token  # noqa: E402
+from vaxhub.hub.security.clients import ClientRegistry  # noqa: E402
 from vaxhub.hub.storage.store import RESOURCE  # noqa: E402
+from vaxhub.hub.verification.circuit import CircuitBreaker  # noqa: E402
+from vaxhub.hub.verification.worker import REGISTRY_NAME, VerificationWorker, WorkerOptions  # noqa: E402
 
 console = Console(width=150)
 
@@ -54,21 +67,68 @@ def _patient_ids(url: str, limit: int) -> list[str]:
         engine.dispose()
 
 
-def _send(root: str, headers: dict[str, str], paths: list[str]) -> list[str]:
-    """GET every path with 4 threads, one keep-alive client each; returns the failures."""
+def _send(root: str, headers: dict[str, str], requests: list[str | tuple[str, dict]]) -> list[str]:
+    """Send every request with 4 threads, one keep-alive client each: a path
+    is a GET, (path, json) a POST. Returns the failures."""
     local = threading.local()
     failures: list[str] = []
 
-    def get(path: str) -> None:
+    def send(request: str | tuple[str, dict]) -> None:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=root, headers=headers, timeout=60)
-        r = local.client.get(path)
-        if r.status_code != 200:
+        path, body = request if isinstance(request, tuple) else (request, None)
+        r = local.client.get(path) if body is None else local.client.post(path, json=body)
+        if r.status_code != 200 or (body is not None and not r.json().get("valid")):
             failures.append(f"{path}: {r.status_code} {r.text[:200]}")
 
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(get, paths))
+        list(pool.map(send, requests))
     return failures
+
+
+def _verify_identities(url: str, people: workload.LoadPeople) -> int:
+    """Drain the verification queue against the synthetic population (certificates need verified people)."""
+    citizens = [
+        Citizen(cccd=p.cccd, full_name=p.full_name, birth_date=p.birth_date_text, sex=p.sex, cmnd=p.cmnd, bhxh=p.bhxh)
+        for p in people.population.people if p.cccd
+    ]
+    engine = create_engine(url)
+    try:
+        worker = VerificationWorker(
+            engine, InMemoryPopulationRegistry(SyntheticRegistry(citizens)), options=WorkerOptions(concurrency=4, poll_seconds=0.01),
+            breaker=CircuitBreaker(engine, REGISTRY_NAME, worker="read-cost"), rng=random.Random(1), name="read-cost",
+        )
+        return worker.run(until_idle=True)
+    finally:
+        engine.dispose()
+
+
+def _certificates(root: str, headers: dict[str, str], patient_ids: list[str]) -> tuple[list[str], list[str]]:
+    """Issue one certificate each; returns the people who got one and their QR texts (HC1 and SHC)."""
+    issued, qr = [], []
+    with httpx.Client(base_url=root, headers=headers, timeout=60) as client:
+        for patient_id in patient_ids:
+            r = client.post(f"/certificates/patients/{patient_id}")
+            if r.status_code != 201:
+                console.print(f"[yellow]no certificate for Patient/{patient_id}: {r.status_code} {r.text[:200]}")
+                continue
+            issued.append(patient_id)
+            for name in ("dcc.txt", "shc.txt"):
+                qr.append(client.get(f"/certificates/{r.json()['uvci']}/{name}").raise_for_status().text.strip())
+    return issued, qr
+
+
+def _verifier_headers(hub: Hub, url: str) -> dict[str, str]:
+    """A border post's token: verifiers may check certificates and nothing else."""
+    private, public, _kid = generate_key(hub.data_dir, "read-cost-verifier")
+    engine = create_engine(url)
+    try:
+        ClientRegistry(engine).register("read-cost-verifier", name="read-cost verifier", kind="verifier",
+                                        jwks=orjson.loads(public.read_bytes()), scopes="system/Patient.rs")
+    finally:
+        engine.dispose()
+    root = hub.base.removesuffix("/fhir")
+    return {"authorization": f"Bearer {request_token(f'{root}/auth/token', 'read-cost-verifier', load_key(private))['access_token']}"}
 
 
 def main() -> int:
@@ -77,6 +137,7 @@ def main() -> int:
                         help="admin URL; a fresh database is created and dropped")
     parser.add_argument("--people", type=int, default=2000, help="people stored with two doses before the reads")
     parser.add_argument("--requests", type=int, default=3000, help="requests of each kind")
+    parser.add_argument("--certificates", type=int, default=200, help="people given a certificate (downloads and verifications go round them)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rate-limits", choices=("redis", "database"), default="redis",
                         help="where the limiter counts requests (the load test's default: Redis)")
@@ -100,16 +161,27 @@ def main() -> int:
             _elapsed, failures = post_all(hub.base, hub.headers, dose_bundles(people, dose), 4, f"dose {dose} of {args.people} people")
             ok &= not failures
         ids = _patient_ids(url, args.people)
+        analyse = create_engine(url, isolation_level="AUTOCOMMIT")
+        with analyse.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")  # planner statistics, as autovacuum (off on some test servers) would have them
+        analyse.dispose()
         root = hub.base.removesuffix("/fhir")
+        headers = {"authorization": hub.headers["authorization"]}
+        console.print(f"identities checked: {_verify_identities(url, people)}")
+        holders, qr = _certificates(root, headers, ids[: args.certificates])
+        ok &= bool(holders)
+        verifier = _verifier_headers(hub, url)
+        n = args.requests
         kinds = {
-            "floor: GET /healthz": ["/healthz"] * args.requests,
-            "Patient/{id}/$everything": [f"/fhir/Patient/{ids[i % len(ids)]}/$everything" for i in range(args.requests)],
-            "Patient/{id}": [f"/fhir/Patient/{ids[i % len(ids)]}" for i in range(args.requests)],
-            "Immunization?patient={id}": [f"/fhir/Immunization?patient={ids[i % len(ids)]}" for i in range(args.requests)],
+            "floor: GET /healthz": (headers, ["/healthz"] * n),
+            "Patient/{id}/$everything": (headers, [f"/fhir/Patient/{ids[i % len(ids)]}/$everything" for i in range(n)]),
+            "Patient/{id}": (headers, [f"/fhir/Patient/{ids[i % len(ids)]}" for i in range(n)]),
+            "Immunization?patient={id}": (headers, [f"/fhir/Immunization?patient={ids[i % len(ids)]}" for i in range(n)]),
+            "certificate latest/dcc.txt": (headers, [f"/certificates/patients/{holders[i % len(holders)]}/latest/dcc.txt" for i in range(n)]),
+            "POST /certificates/verify": (verifier, [("/certificates/verify", {"qr": qr[i % len(qr)]}) for i in range(n)]),
         }
         floor = None
-        headers = {"authorization": hub.headers["authorization"]}
-        for name, paths in kinds.items():
+        for name, (headers, paths) in kinds.items():
             _send(root, headers, paths[:50])  # warm the connections and caches
             api_pids, pg_pids = api_pids_of(hub), postgres_pids()
             api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
