@@ -4,8 +4,9 @@ with the holder, the doses, the certificate colour and the EU DCC QR code.
 Rendered with fpdf2 and the DejaVu Sans font shipped in `fonts/` (its licence
 beside it), embedded and subset: the PDF core fonts have no Vietnamese
 letters ("Nguy■n V■n ■■c"). `pdf_fonts` picks the files: cut down to Latin
-and Vietnamese once per process when the document needs no other letter. The QR image is the `HC1:` code at a scale a
-phone camera or a PDF-to-image step reads back (HCERT §4, ECC level Q).
+and Vietnamese once per process when the document needs no other letter.
+The QR image is the `HC1:` code at a scale a phone camera or a PDF-to-image
+step reads back (HCERT §4, ECC level Q).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import datetime as dt
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
@@ -71,7 +73,7 @@ def _birth_date(value: str) -> str:
 
 
 class _Page(FPDF):
-    def __init__(self, fonts: dict) -> None:
+    def __init__(self, fonts: dict[str, Path]) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
         for style, path in fonts.items():
             self.add_font(FONT_FAMILY, style, path)
