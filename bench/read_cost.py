@@ -11,9 +11,9 @@ verification worker (in this process, before anything is measured), and
 search, the latest certificate's `dcc.txt` (as the app downloads it; drawn
 forms are cached, so the text is what every download costs), and
 `POST /certificates/verify` of their QR texts with a verifier's token. Every
-one of them is authorised and leaves an AuditEvent, as in production. Rate limits are counted in the local
-Redis, as in the load test (`--rate-limits database`: in PostgreSQL, one
-upsert per request). CPU is read from the processes' own counters (`/proc`),
+one of them is authorised and leaves an AuditEvent, as in production. Rate
+limits are counted in the local Redis, as in the load test
+(`--rate-limits database`: in PostgreSQL, one upsert per request). CPU is read from the processes' own counters (`/proc`),
 so the figures move less with how busy the machine is than a rate would.
 
 The floor, measured in the same run: the same number of plain HTTP GETs of
@@ -169,7 +169,8 @@ def main() -> int:
         headers = {"authorization": hub.headers["authorization"]}
         console.print(f"identities checked: {_verify_identities(url, people)}")
         holders, qr = _certificates(root, headers, ids[: args.certificates])
-        ok &= bool(holders)
+        if not holders:
+            raise RuntimeError("no certificate could be issued: the downloads and verifications have nothing to read")
         verifier = _verifier_headers(hub, url)
         n = args.requests
         kinds = {
@@ -181,12 +182,12 @@ def main() -> int:
             "POST /certificates/verify": (verifier, [("/certificates/verify", {"qr": qr[i % len(qr)]}) for i in range(n)]),
         }
         floor = None
-        for name, (headers, paths) in kinds.items():
-            _send(root, headers, paths[:50])  # warm the connections and caches
+        for name, (auth, paths) in kinds.items():
+            _send(root, auth, paths[:50])  # warm the connections and caches
             api_pids, pg_pids = api_pids_of(hub), postgres_pids()
             api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
             started = time.perf_counter()
-            failures = _send(root, headers, paths)
+            failures = _send(root, auth, paths)
             elapsed = time.perf_counter() - started
             api_ms = (cpu_seconds(api_pids) - api_before) * 1000 / len(paths)
             pg_ms = (cpu_seconds(postgres_pids()) - pg_before) * 1000 / len(paths)
