@@ -29,16 +29,12 @@ import argparse
 import os
 import random
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import orjson
 import psutil
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import create_engine, text
 
@@ -47,10 +43,10 @@ from bench.databases import fresh_postgres_database  # noqa: E402
 from bench.ingest import Hub, post_all, register_sites  # noqa: E402
 from bench.load import mix, workload  # noqa: E402
 from vaxhub.fhir.resources import MODELS  # noqa: E402
+from vaxhub.hub.api.hl7v2 import ER7_MEDIA_TYPE  # noqa: E402
 
 console = Console(width=150)
 NEW_SHARE = 0.38  # the load test's share of doses for new people
-ER7 = "x-application/hl7-v2+er7"
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -108,27 +104,6 @@ def _vxu_messages(people: workload.LoadPeople, pickers: dict[str, workload.SiteP
     return messages
 
 
-def _post_vxu(root: str, headers: dict[str, str], messages: list[bytes], label: str) -> tuple[float, list[str]]:
-    """POST /hl7v2 from 4 threads; a failure is anything but an AA acknowledgement."""
-    local = threading.local()
-    failures: list[str] = []
-
-    def send(message: bytes) -> None:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=root, timeout=120, headers={"authorization": headers["authorization"], "content-type": ER7})
-        r = local.client.post("/hl7v2", content=message)
-        if r.status_code != 200 or "MSA|AA|" not in r.text:
-            failures.append(f"{r.status_code}: {r.text[:300]}")
-
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("messages", total=len(messages))
-        started = time.perf_counter()
-        with ThreadPoolExecutor(4) as pool:
-            for _ in pool.map(send, messages):
-                progress.advance(task)
-        return time.perf_counter() - started, failures
-
-
 def _floor_ms_per_dose(bodies: list[bytes]) -> float:
     doses = 0
     started = time.process_time()
@@ -144,7 +119,10 @@ def _measure_vxu(hub: Hub, messages: list[bytes], round_no: int) -> tuple[float,
     """Post the messages; their wall time, failures, and the API's and PostgreSQL's CPU seconds."""
     api_pids, pg_pids = api_pids_of(hub), postgres_pids()
     api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
-    elapsed, failures = _post_vxu(hub.base.removesuffix("/fhir"), hub.headers, messages, f"round {round_no}: measured VXU")
+    elapsed, failures = post_all(
+        hub.base.removesuffix("/fhir") + "/hl7v2", {"authorization": hub.headers["authorization"], "content-type": ER7_MEDIA_TYPE},
+        messages, 4, f"round {round_no}: measured VXU", accepted=lambda r: r.status_code == 200 and "MSA|AA|" in r.text,
+    )
     return elapsed, failures, cpu_seconds(api_pids) - api_before, cpu_seconds(postgres_pids()) - pg_before
 
 

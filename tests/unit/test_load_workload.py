@@ -14,8 +14,9 @@ from vaxhub.fhir.synthetic import CCCD_SYSTEM, patient_resource, site_immunizati
 from vaxhub.identity.keys import match_keys
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def people():
+    # One per test: the split holds the pool of new people not yet sent, which picking uses up.
     return split_people(3000, 7, 800)
 
 

@@ -22,8 +22,8 @@ from vaxhub.hub.security.rate_limits import RateLimiter
 from vaxhub.hub.security.tokens import TokenService
 
 AUDITED_PREFIXES = ("/fhir", "/ops/", "/hl7v2", "/imports")
-Answer = TypeVar("Answer", bound=Response)
 NOT_AUDITED = ("/fhir/metadata",)
+Answer = TypeVar("Answer", bound=Response)  # `recorded` hands back the response it was given
 
 
 def bearer_token(request: Request) -> str | None:
