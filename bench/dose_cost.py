@@ -12,8 +12,11 @@ PostgreSQL's WAL position over the posting alone, so they do not move with
 how busy the machine is the way a rate does; the outbox workers are not
 running (their jobs only queue). Then `--vxu` HL7 v2 VXU^V04 messages of one
 dose each (the load's hospital systems: the same people's next doses, 38 %
-for new people) are posted to `/hl7v2` by 4 client threads and measured the
-same way, per message.
+for new people) are posted to `/hl7v2` by `--vxu-clients` threads (16: the
+messages that queue in the process are stored together, as under the load
+test's 150 senders) and measured the same way, per message. Rate limits are
+counted in Redis, as in the load test (`--rate-limits database` counts them
+in the database, which adds a write per request).
 
 The floor is measured in the same run: parsing and validating the same
 resources with the fhir.resources models in this process, the least any
@@ -29,7 +32,9 @@ import argparse
 import os
 import random
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -49,15 +54,50 @@ console = Console(width=150)
 NEW_SHARE = 0.38  # the load test's share of doses for new people
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+class CpuMeter:
+    """CPU seconds a changing set of processes uses over the `with` block.
+
+    Each process is sampled every `interval` seconds, so one that exits
+    meanwhile (a database connection above the pool's size, closed after
+    use) still counts what it had used by its last sample; one that starts
+    counts from zero."""
+
+    def __init__(self, pids: Callable[[], list[int]], interval: float = 0.2):
+        self._pids = pids
+        self._interval = interval
+        self._start: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> dict[int, float]:
+        found = {}
+        for pid in self._pids():
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            found[pid] = times.user + times.system
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._last |= self._sample()
+
+    def __enter__(self) -> "CpuMeter":
+        self._start = self._sample()
+        self._last = dict(self._start)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._last |= self._sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(used - self._start.get(pid, 0.0) for pid, used in self._last.items())
 
 
 def postgres_pids() -> list[int]:
@@ -115,15 +155,15 @@ def _floor_ms_per_dose(bodies: list[bytes]) -> float:
     return (time.process_time() - started) * 1000 / doses
 
 
-def _measure_vxu(hub: Hub, messages: list[bytes], round_no: int) -> tuple[float, list[str], float, float]:
+def _measure_vxu(hub: Hub, messages: list[bytes], round_no: int, clients: int) -> tuple[float, list[str], float, float]:
     """Post the messages; their wall time, failures, and the API's and PostgreSQL's CPU seconds."""
-    api_pids, pg_pids = api_pids_of(hub), postgres_pids()
-    api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
-    elapsed, failures = post_all(
-        hub.base.removesuffix("/fhir") + "/hl7v2", {"authorization": hub.headers["authorization"], "content-type": ER7_MEDIA_TYPE},
-        messages, 4, f"round {round_no}: measured VXU", accepted=lambda r: r.status_code == 200 and "MSA|AA|" in r.text,
-    )
-    return elapsed, failures, cpu_seconds(api_pids) - api_before, cpu_seconds(postgres_pids()) - pg_before
+    api_pids = api_pids_of(hub)
+    with CpuMeter(lambda: api_pids) as api, CpuMeter(postgres_pids) as pg:
+        elapsed, failures = post_all(
+            hub.base.removesuffix("/fhir") + "/hl7v2", {"authorization": hub.headers["authorization"], "content-type": ER7_MEDIA_TYPE},
+            messages, clients, f"round {round_no}: measured VXU", accepted=lambda r: r.status_code == 200 and "MSA|AA|" in r.text,
+        )
+    return elapsed, failures, api.seconds, pg.seconds
 
 
 def main() -> int:
@@ -133,9 +173,17 @@ def main() -> int:
     parser.add_argument("--known", type=int, default=3000, help="people stored with a first dose before the measured Bundles")
     parser.add_argument("--bundles", type=int, default=400, help="measured Bundles of 20 doses")
     parser.add_argument("--vxu", type=int, default=1000, help="measured VXU^V04 messages of one dose each, after the Bundles")
+    parser.add_argument("--vxu-clients", type=int, default=16,
+                        help="client threads posting the VXU messages (the load test has 150 hospital senders; messages that queue are stored together)")
+    parser.add_argument("--rate-limits", choices=("redis", "database"), default="redis",
+                        help="where the limiter counts requests (the load test's default: Redis; the database adds a write per request)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds, each on a fresh database")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    os.environ["VAXHUB_RATE_LIMIT_BACKEND"] = args.rate_limits  # the hub's process inherits these
+    if args.rate_limits == "redis":
+        os.environ["VAXHUB_REDIS_URL"] = args.redis_url
 
     people = workload.split_people(args.known * 2 + args.bundles * 20 + args.vxu, args.seed, args.known)
     sites = [r for s in people.sites for r in workload.site_resources(s)]
@@ -149,7 +197,8 @@ def main() -> int:
     table = Table(title=f"per Immunization stored: {args.bundles} Bundles of {mix.DOSES_PER_BUNDLE} doses, {NEW_SHARE:.0%} new people, one API process")
     for column in ("round", "doses/s", "API CPU ms", "PostgreSQL CPU ms", "WAL kB", "floor ms", "API / floor", "errors"):
         table.add_column(column, justify="right")
-    vxu_table = Table(title=f"per VXU^V04 message of one dose: {args.vxu} messages after the Bundles, the same people's next doses")
+    vxu_table = Table(title=f"per VXU^V04 message of one dose: {args.vxu} messages from {args.vxu_clients} clients after the Bundles, "
+                            "the same people's next doses")
     for column in ("round", "messages/s", "API CPU ms", "PostgreSQL CPU ms", "errors"):
         vxu_table.add_column(column, justify="right")
     ok = True
@@ -167,13 +216,13 @@ def main() -> int:
             with admin.connect() as conn:
                 conn.execute(text("CHECKPOINT"))  # every round starts from the same point of the WAL cycle
                 wal_before = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
-            api_pids, pg_pids = api_pids_of(hub), postgres_pids()
-            api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
-            elapsed, more = post_all(hub.base, hub.headers, measured, 4, f"round {round_no}: measured Bundles")
-            api_cpu, pg_cpu = cpu_seconds(api_pids) - api_before, cpu_seconds(postgres_pids()) - pg_before
+            api_pids = api_pids_of(hub)
+            with CpuMeter(lambda: api_pids) as api, CpuMeter(postgres_pids) as pg:
+                elapsed, more = post_all(hub.base, hub.headers, measured, 4, f"round {round_no}: measured Bundles")
+            api_cpu, pg_cpu = api.seconds, pg.seconds
             with admin.connect() as conn:
                 wal = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one() - wal_before
-            vxu_elapsed, vxu_failures, vxu_api, vxu_pg = _measure_vxu(hub, messages, round_no) if messages else (0.0, [], 0.0, 0.0)
+            vxu_elapsed, vxu_failures, vxu_api, vxu_pg = _measure_vxu(hub, messages, round_no, args.vxu_clients) if messages else (0.0, [], 0.0, 0.0)
         finally:
             hub.stop()
             admin.dispose()

@@ -44,7 +44,7 @@ from sqlalchemy import create_engine, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from bench.databases import fresh_postgres_database  # noqa: E402
-from bench.dose_cost import api_pids_of, cpu_seconds, postgres_pids, dose_bundles  # noqa: E402
+from bench.dose_cost import CpuMeter, api_pids_of, postgres_pids, dose_bundles  # noqa: E402
 from bench.ingest import Hub, post_all, register_sites  # noqa: E402
 from bench.load import workload  # noqa: E402
 from vaxhub.adapters.fakes import InMemoryPopulationRegistry  # noqa: E402
@@ -184,13 +184,13 @@ def main() -> int:
         floor = None
         for name, (auth, paths) in kinds.items():
             _send(root, auth, paths[:50])  # warm the connections and caches
-            api_pids, pg_pids = api_pids_of(hub), postgres_pids()
-            api_before, pg_before = cpu_seconds(api_pids), cpu_seconds(pg_pids)
-            started = time.perf_counter()
-            failures = _send(root, auth, paths)
-            elapsed = time.perf_counter() - started
-            api_ms = (cpu_seconds(api_pids) - api_before) * 1000 / len(paths)
-            pg_ms = (cpu_seconds(postgres_pids()) - pg_before) * 1000 / len(paths)
+            api_pids = api_pids_of(hub)
+            with CpuMeter(lambda: api_pids) as api, CpuMeter(postgres_pids) as pg:
+                started = time.perf_counter()
+                failures = _send(root, auth, paths)
+                elapsed = time.perf_counter() - started
+            api_ms = api.seconds * 1000 / len(paths)
+            pg_ms = pg.seconds * 1000 / len(paths)
             floor = floor or api_ms
             ok &= not failures
             table.add_row(name, f"{len(paths) / elapsed:,.0f}", f"{api_ms:.2f}", f"{pg_ms:.2f}", f"{api_ms / floor:.1f}", str(len(failures)))

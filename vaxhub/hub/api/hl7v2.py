@@ -18,6 +18,7 @@ from vaxhub.hub.audit.trail import Interaction
 from vaxhub.hub.security.policy import SiteWriteGuard, require
 from vaxhub.hub.security.principal import Principal
 from vaxhub.hub.ingest.vxu import VxuReceiver
+from vaxhub.hub.ingest.vxu_groups import VxuGroups
 from vaxhub.hub.storage.store import FhirStore
 from vaxhub.settings import Settings
 
@@ -31,6 +32,7 @@ def _ack_response(ack: str) -> Response:
 
 def build_router(store: FhirStore, settings: Settings) -> APIRouter:
     router = APIRouter(tags=["HL7 v2"])
+    groups = VxuGroups(store)  # messages that queue in this process are stored in one transaction
 
     @router.post(
         "/hl7v2",
@@ -52,7 +54,8 @@ def build_router(store: FhirStore, settings: Settings) -> APIRouter:
         except UnicodeDecodeError:
             return _ack_response(ack_for("AR", {}, [Hl7Finding(DATA_TYPE_ERROR, "The message is not UTF-8 text")]))
         receiver = VxuReceiver(
-            store, base=base_url(request, settings.base_url), max_entries=settings.max_bundle_entries, guard=SiteWriteGuard(who), interaction=audit
+            store, base=base_url(request, settings.base_url), max_entries=settings.max_bundle_entries, guard=SiteWriteGuard(who), interaction=audit,
+            groups=groups,
         )
         outcome = await run_in_threadpool(receiver.receive, text)
         return _ack_response(outcome.ack)

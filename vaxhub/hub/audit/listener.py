@@ -16,9 +16,12 @@ class AuditListener:
             writer.context.touched(stored.rtype, stored.id, stored.version, content)
 
     def before_commit(self, writer: Writer) -> None:
-        if isinstance(writer.context, Interaction) and not writer.context.recorded:
-            self.trail.append(writer.conn, writer.context, writer.insert_later)
+        # A unit may act for several requests (HL7 v2 messages stored together): one event each, chained in order.
+        interactions = [c for c in writer.contexts if isinstance(c, Interaction) and not c.recorded]
+        if interactions:
+            self.trail.append_all(writer.conn, interactions, writer.insert_later)
 
     def after_commit(self, writer: Writer) -> None:
-        if isinstance(writer.context, Interaction):
-            writer.context.recorded = True
+        for context in writer.contexts:
+            if isinstance(context, Interaction):
+                context.recorded = True

@@ -204,13 +204,18 @@ class AuditTrail:
         event's rows and the head's new position go out in one statement,
         with the unit's own rows when `insert_later` (a unit of work's
         `Writer.insert_later`) is given."""
-        (event_id,), rows = self._chained(conn, [interaction])
+        return self.append_all(conn, [interaction], insert_later)[0]
+
+    def append_all(self, conn: Connection, interactions: list[Interaction],
+                   insert_later: Callable[[Table, list[dict]], None] | None = None) -> list[str]:
+        """`append` for several interactions of one transaction, in order, on one chain head."""
+        event_ids, rows = self._chained(conn, interactions)
         if insert_later is not None:
             for target, batch in rows:
                 insert_later(target, batch)
         else:
             insert_rows(conn, rows)
-        return event_id
+        return event_ids
 
     def record(self, interaction: Interaction) -> str:
         """Append in a transaction of its own (reads, searches, refused requests).

@@ -5,6 +5,9 @@ error with nothing stored, AR not accepted or not processable now). A message
 whose MSH-10 was already acknowledged AA for the same sender gets that ACK
 again without being processed; any other re-send is harmless too, because
 every entry is a conditional create or update on business identifiers.
+
+Given the process's `VxuGroups`, messages that arrive together are stored in
+one transaction (`vxu_groups`); one that fails there is stored here alone.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from vaxhub.fhir.hl7v2 import (
 from vaxhub.fhir.hl7v2.header import header_fields
 from vaxhub.fhir.hl7v2.translate import ReceivedVxu
 from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY_IDENTIFIER
-from vaxhub.hub.operations.transaction import process_bundle
+from vaxhub.hub.ingest.vxu_groups import ALONE, Answer, QueuedMessage, Resent, StoredTogether, VxuGroups
+from vaxhub.hub.observability.request_context import current_request_id
+from vaxhub.hub.operations.transaction import parse_entries, process_bundle
 from vaxhub.hub.storage.import_tables import Hl7MessageRow
 from vaxhub.hub.storage.store import FhirStore, WriteGuard, Writer
 
@@ -68,17 +73,30 @@ def _store_findings(exc: VaxhubError) -> list[Hl7Finding]:
     return [Hl7Finding(code, issue.message, _location(issue.expression)) for issue in exc.issues]
 
 
+@dataclass(frozen=True)
+class PreparedVxu:
+    received: ReceivedVxu
+    remember: _Remember
+    queued: QueuedMessage | None  # None: its Bundle does not parse, so it is stored alone (and refused there)
+
+
 class VxuReceiver:
-    def __init__(self, store: FhirStore, *, base: str, max_entries: int = 1000, guard: WriteGuard | None = None, interaction: Any = None):
+    def __init__(self, store: FhirStore, *, base: str, max_entries: int = 1000, guard: WriteGuard | None = None, interaction: Any = None,
+                 groups: VxuGroups | None = None):
         self.store = store
         self.base = base
         self.max_entries = max_entries
         self.guard = guard  # the sender's rights: a site stores only its own records
         self.interaction = interaction  # audited inside the storing transaction
+        self.groups = groups  # the process's messages stored together, when given
 
     def receive(self, text: str) -> VxuOutcome:
         try:
-            return self._receive(text)
+            prepared = self.prepare(text)
+            if isinstance(prepared, VxuOutcome):
+                return prepared
+            together = self.groups is not None and prepared.queued is not None
+            return self.finish(prepared, self.groups.store_message(prepared.queued) if together else ALONE)  # type: ignore[union-attr,arg-type]
         except Exception:  # a defect or an unreachable database: the sender should retry later
             log.exception("VXU processing failed")
             finding = Hl7Finding(APPLICATION_INTERNAL_ERROR, "The hub could not process the message now; nothing was stored, send it again later")
@@ -88,16 +106,30 @@ class VxuReceiver:
                 echo = {}
             return VxuOutcome(ack_for("AR", echo, [finding]), "AR")
 
-    def _receive(self, text: str) -> VxuOutcome:
+    def prepare(self, text: str) -> PreparedVxu | VxuOutcome:
+        """Translate the message, ready to be stored (alone or in a group); or its ACK when it cannot be."""
         try:
             received = translate_vxu(text)
         except Hl7MessageError as exc:
             return VxuOutcome(ack_for_error(exc), exc.ack_code)
         header = received.header
-        ack = ack_for_header(header, "AA", received.translation.warnings)
-        remember = _Remember(header.sender[:255], header.control_id, ack)
+        remember = _Remember(header.sender[:255], header.control_id, ack_for_header(header, "AA", received.translation.warnings))
         try:
-            response = self._store(received, remember)
+            _btype, entries, _failures = parse_entries(
+                orjson.loads(orjson.dumps(received.translation.bundle)), max_entries=self.max_entries, default_count=20, max_count=500)
+        except VaxhubError:
+            return PreparedVxu(received, remember, None)  # stored alone, it gets its AE from the same check
+        queued = QueuedMessage((remember.sender, remember.control_id), entries, remember.keep, self.base, self.guard, self.interaction,
+                               current_request_id())
+        return PreparedVxu(received, remember, queued)
+
+    def finish(self, prepared: PreparedVxu, answer: Answer) -> VxuOutcome:
+        """The ACK, from a group's answer; a message the group handed back (ALONE) is stored here on its own."""
+        header, ack = prepared.received.header, prepared.remember.ack
+        if isinstance(answer, Resent):
+            return VxuOutcome(answer.ack, "AA", resent=True)
+        try:
+            response = answer.response if isinstance(answer, StoredTogether) else self._store(prepared.received, prepared.remember)
         except _AlreadyAcknowledged as earlier:
             return VxuOutcome(earlier.ack, "AA", resent=True)
         except (InputError, Conflict) as exc:
@@ -148,4 +180,8 @@ class _Remember:
         earlier = writer.conn.execute(_EARLIER_ACK, {"sender": self.sender, "control_id": self.control_id}).scalar()
         if earlier is not None:
             raise _AlreadyAcknowledged(earlier)
+        self.keep(writer)
+
+    def keep(self, writer: Writer) -> None:
+        """Keep the ACK with the records (a group checked for an earlier one itself)."""
         writer.insert_later(MESSAGES, [{"sender": self.sender, "control_id": self.control_id, "received_at": _utcnow(), "ack": self.ack}])

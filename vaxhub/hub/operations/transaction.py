@@ -335,6 +335,7 @@ def process_bundle(
     btype, entries, failures = parse_entries(bundle, max_entries=max_entries, default_count=default_count, max_count=max_count)
     if btype == "transaction":
         results = store.run_unit(lambda w: _transaction(w, entries, base, reader, on_unit), guard=guard, context=interaction)
+        return response_bundle(btype, entries, results, base, include_resources)
     else:
         results = {}
         for e in entries:
@@ -346,8 +347,19 @@ def process_bundle(
                 record(entry_interaction)
         if interaction is not None and hasattr(interaction, "recorded"):
             interaction.recorded = True  # its entries carry the audit records
+    return response_bundle(btype, entries, results, base, include_resources)
+
+
+def response_bundle(btype: str, entries: list[Entry], results: dict[int, EntryResult], base: str, include_resources: bool = False) -> dict:
     response_entries = [results[e.index].to_entry(base, include_resources) for e in entries]
     return {"resourceType": "Bundle", "type": f"{btype}-response", "entry": response_entries}
+
+
+def transaction_in(writer: Writer, entries: list[Entry], base: str, on_unit: Callable[[Writer], None] | None = None) -> dict:
+    """Run a parsed transaction's entries in a unit of work that holds others
+    (several HL7 v2 messages stored together); returns its response Bundle.
+    The writer's guard and context must be the transaction's own."""
+    return response_bundle("transaction", entries, _transaction(writer, entries, base, None, on_unit), base)
 
 
 def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None,

@@ -343,6 +343,7 @@ class Writer:
         self.conn = conn
         self.guard = guard
         self.context = context
+        self.contexts: list[Any] = [] if context is None else [context]  # every context the unit acted for
         self.now = store.clock()
         self._resources: list[dict] = []
         self._versions: list[dict] = []
@@ -354,6 +355,14 @@ class Writer:
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
         self._later: list[tuple[Table | Upsert, list[dict]]] = []  # listeners' rows, inserted at the next flush
+
+    def act_for(self, guard: WriteGuard | None, context: Any) -> None:
+        """Write from now on for another caller (a unit holding several requests):
+        its rights check the writes, its context gets the listeners' notes."""
+        self.guard = guard
+        self.context = context
+        if context is not None and context not in self.contexts:
+            self.contexts.append(context)
 
     # -- conditional lookups
 
