@@ -24,14 +24,12 @@ from vaxhub.hub.api import reminders as reminders_api
 from vaxhub.hub.api import health
 from vaxhub.hub.api import corrections as corrections_api
 from vaxhub.hub.healthbook.correction_queue import CorrectionQueue
+from vaxhub.hub.hub_store import hub_store
 from vaxhub.hub.api.access import AuditMiddleware
 from vaxhub.hub.api.outcomes import install_handlers
 from vaxhub.hub.api.url_guard import RefuseControlCharacters
-from vaxhub.hub.audit.listener import AuditListener
-from vaxhub.hub.audit.trail import AuditTrail
 from vaxhub.hub.certificates.service import CertificateService
 from vaxhub.hub.logging_setup import configure_logging
-from vaxhub.hub.mpi.enqueue import LinkEnqueuer
 from vaxhub.hub.mpi.service import MasterPatientIndex
 from vaxhub.hub.observability import endpoint as metrics_endpoint
 from vaxhub.hub.observability.middleware import RequestObservation
@@ -40,8 +38,6 @@ from vaxhub.hub.security.clients import ClientRegistry
 from vaxhub.hub.security.rate_limits import build_rate_limiter
 from vaxhub.hub.security.tokens import TokenService, load_or_create_signing_key
 from vaxhub.hub.storage.engine import make_engine, upgrade
-from vaxhub.hub.storage.store import FhirStore
-from vaxhub.hub.verification.enqueue import VerificationEnqueuer
 from vaxhub.hub.web import install_pages
 from vaxhub.settings import Settings, load_settings
 
@@ -78,8 +74,7 @@ def build_app(
     )
     if settings.auto_migrate:
         upgrade(engine)
-    trail = AuditTrail(engine, chains=settings.audit_chains)
-    store = FhirStore(engine, listeners=[AuditListener(trail), VerificationEnqueuer(), LinkEnqueuer(verification_wait=settings.mpi_verification_wait_seconds)])
+    store, trail = hub_store(engine, settings)
     mpi = MasterPatientIndex(engine, trail=trail)
     tokens = token_service(settings)
     clients = ClientRegistry(engine, leeway=settings.clock_skew_seconds)

@@ -338,21 +338,23 @@ def mllp(
     """Receive HL7 v2 VXU^V04 messages over MLLP and answer ACKs."""
     import asyncio
 
+    from vaxhub.hub.hub_store import hub_store
     from vaxhub.hub.ingest.mllp import serve_mllp
     from vaxhub.hub.ingest.vxu import VxuReceiver
+    from vaxhub.hub.ingest.vxu_groups import VxuGroups
     from vaxhub.hub.logging_setup import configure_logging
     from vaxhub.hub.storage.engine import make_engine, upgrade
-    from vaxhub.hub.storage.store import FhirStore
 
     settings = load_settings()
     configure_logging(settings.effective_log_format(), settings.log_level)  # a long-running service: JSON lines in production
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     if settings.auto_migrate:
         upgrade(engine)
-    receiver = VxuReceiver(FhirStore(engine), base=settings.base_url or "urn:vaxhub:mllp", max_entries=settings.max_bundle_entries)
+    store, trail = hub_store(engine, settings)
+    receiver = VxuReceiver(store, base=settings.base_url or "urn:vaxhub:mllp", max_entries=settings.max_bundle_entries, groups=VxuGroups(store))
     console.print(f"MLLP listening on {host}:{port}")
     try:
-        asyncio.run(serve_mllp(receiver, host, port))
+        asyncio.run(serve_mllp(receiver, host, port, trail=trail))
     except KeyboardInterrupt:
         pass
 
@@ -369,17 +371,17 @@ def import_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from vaxhub.errors import VaxhubError
+    from vaxhub.hub.hub_store import hub_store
     from vaxhub.hub.ingest.imports import ImportJobs, import_file
     from vaxhub.hub.logging_setup import configure_logging
     from vaxhub.hub.storage.engine import make_engine, upgrade
-    from vaxhub.hub.storage.store import FhirStore
 
     settings = load_settings()
     configure_logging(settings.effective_log_format(), settings.log_level)
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     if settings.auto_migrate:
         upgrade(engine)
-    jobs = ImportJobs(FhirStore(engine))
+    jobs = ImportJobs(hub_store(engine, settings)[0])  # audited, and its new people verified and linked, as through the API
     path = Path(file)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeRemainingColumn())
     try:

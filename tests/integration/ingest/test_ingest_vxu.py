@@ -4,13 +4,19 @@ import asyncio
 import random
 import socket
 import threading
+from contextlib import contextmanager
 
 from sqlalchemy import func, select
 
 from tests.hl7v2_messages import historical_dose, malformed_vxu, new_dose, refused_dose, vxu
+from vaxhub.hub.hub_store import hub_store
 from vaxhub.hub.ingest.mllp import END, START, MllpServer
 from vaxhub.hub.ingest.vxu import VxuReceiver
+from vaxhub.hub.ingest.vxu_groups import VxuGroups
+from vaxhub.hub.storage.mpi_tables import MpiRecordRow
+from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.tables import ResourceRow
+from vaxhub.settings import load_settings
 
 ER7 = {"content-type": "x-application/hl7-v2+er7"}
 
@@ -83,13 +89,14 @@ def test_malformed_messages_over_http_get_ae_or_ar_and_store_nothing(client, eng
     assert _msa(r.text) == "AR"
 
 
-def test_mllp_over_a_loopback_socket_with_many_connections(store):
-    receiver = VxuReceiver(store, base="urn:test")
+@contextmanager
+def _mllp_listener(receiver: VxuReceiver, trail=None):
+    """A listener on a free loopback port; yields `exchange(blocks) -> ACK texts`, one connection per call."""
     # The server's loop runs in a thread of its own from the start: the test's
     # thread may already be running a loop (a browser test's Playwright session
     # on the same pytest worker keeps one).
     loop = asyncio.new_event_loop()
-    server = MllpServer(receiver, workers=2)
+    server = MllpServer(receiver, workers=2, trail=trail)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(30)
@@ -109,7 +116,20 @@ def test_mllp_over_a_loopback_socket_with_many_connections(store):
         return answers
 
     try:
-        framed = [START + vxu(f"MLLP-{i}", cccd=f"07909{i:07d}", mrn=f"BN-{i}", orders=[new_dose(f"IZ-{i}")]).encode() + END for i in range(8)]
+        yield exchange
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def _framed(text: str) -> bytes:
+    return START + text.encode() + END
+
+
+def test_mllp_over_a_loopback_socket_with_many_connections(store):
+    with _mllp_listener(VxuReceiver(store, base="urn:test")) as exchange:
+        framed = [_framed(vxu(f"MLLP-{i}", cccd=f"07909{i:07d}", mrn=f"BN-{i}", orders=[new_dose(f"IZ-{i}")])) for i in range(8)]
         results: list[list[str]] = [[] for _ in range(8)]
         threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, exchange([framed[i], framed[i]]))) for i in range(8)]
         for t in threads:
@@ -120,11 +140,34 @@ def test_mllp_over_a_loopback_socket_with_many_connections(store):
         # junk before the start byte is skipped, a non-UTF-8 block is answered AR
         (junk_then_message, bad) = exchange([b"noise" + framed[0], START + b"\xff\xfe" + END])
         assert _msa(junk_then_message) == "AA" and _msa(bad) == "AR"
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
     assert _counts(store.engine) == {"Patient": 8, "Immunization": 8}
+
+
+def test_mllp_messages_are_audited_verified_and_linked_as_http_ones_are(engine, tmp_path):
+    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path)
+    store, trail = hub_store(engine, settings)
+    stored = vxu("AUD-1", cccd="079090000777", mrn="BN-777", orders=[new_dose("IZ-777")])
+    refused = vxu("AUD-2", orders=[new_dose(date="20219999")])
+    with _mllp_listener(VxuReceiver(store, base="urn:test", groups=VxuGroups(store)), trail) as exchange:
+        acks = exchange([_framed(stored), _framed(stored), _framed(refused)])
+    assert [_msa(a) for a in acks] == ["AA", "AA", "AE"]
+    events, _more = trail.search(action="transaction")
+    assert len(events) == 3 and trail.verify().ok
+    for event in events:
+        agent = event["agent"][0]
+        assert agent["who"]["identifier"]["value"] == "mllp-listener" and agent["network"]["address"] == "127.0.0.1"
+    assert sorted(e["outcome"] for e in events) == ["0", "0", "4"]
+    patient = [c for c in _contents(engine, "Patient")][0]
+    written = [e for e in events if any(x["what"]["reference"].startswith("Immunization/") for x in e.get("entity", []) if "what" in x)]
+    assert len(written) == 1 and {"reference": f"Patient/{patient['id']}"} in [x["what"] for x in written[0]["entity"]]
+    with engine.connect() as conn:
+        assert conn.execute(select(VerificationJobRow.state).where(VerificationJobRow.patient_id == patient["id"])).scalar_one() == "queued"
+        assert conn.execute(select(MpiRecordRow.state).where(MpiRecordRow.record_id == patient["id"])).scalar_one() == "queued"
+
+
+def _contents(engine, rtype: str) -> list[dict]:
+    with engine.connect() as conn:
+        return [c for (c,) in conn.execute(select(ResourceRow.content).where(ResourceRow.res_type == rtype))]
 
 
 def test_copies_of_one_message_racing_get_one_ack_and_are_stored_once(store):

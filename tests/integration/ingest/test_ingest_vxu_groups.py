@@ -5,6 +5,7 @@ the group is stored alone as if it had come alone."""
 import threading
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from tests.hl7v2_messages import new_dose, vxu
@@ -17,6 +18,7 @@ from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.security.policy import SiteWriteGuard
 from vaxhub.hub.security.principal import SYSTEM, Principal
 from vaxhub.hub.security.scopes import parse_scopes
+from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
 from vaxhub.hub.storage.store import FhirStore
 from vaxhub.hub.storage.tables import ResourceRow
@@ -42,6 +44,10 @@ def audited(engine):
 def _receiver(store: FhirStore, groups: VxuGroups, site: str, request_id: str) -> VxuReceiver:
     return VxuReceiver(store, base="urn:test", guard=_site(site), interaction=Interaction("transaction", "POST", "/hl7v2", request_id=request_id),
                        groups=groups)
+
+
+def _metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
 
 
 def _stored(engine, rtype: str) -> list[dict]:
@@ -75,7 +81,9 @@ def test_a_group_keeps_each_messages_rights_ack_and_audit_and_stores_a_failing_o
         with bound_request_id(f"req-{name}"):  # as each request's middleware binds it
             prepared[name] = receivers[name].prepare(text)
     assert all(isinstance(p, PreparedVxu) and p.queued is not None for p in prepared.values())
+    units, set_aside = _metric("vaxhub_hl7_messages_per_unit_count"), _metric("vaxhub_hl7_messages_set_aside_total")
     answers = dict(zip(prepared, groups.store_all([p.queued for p in prepared.values()])))
+    assert _metric("vaxhub_hl7_messages_per_unit_count") - units == 1 and _metric("vaxhub_hl7_messages_set_aside_total") - set_aside == 2
 
     assert isinstance(answers["first"], StoredTogether) and isinstance(answers["second"], StoredTogether)
     assert answers["foreign"] is ALONE and answers["widened"] is ALONE and answers["copy"] is ALONE
@@ -105,10 +113,12 @@ def test_a_group_keeps_each_messages_rights_ack_and_audit_and_stores_a_failing_o
     assert sorted(t for t, _i, _v in first.entities) == ["Immunization", "Patient"]
     assert {i for t, i, _v in second.entities if t == "Immunization"} == {immunizations["IZ-A2"]["id"]}
     assert trail.verify().ok
-    # The new person's verification job carries the request id of the message that created them.
+    # The new person's verification job and link carry the request id of the message that created them,
+    # not the one of the request whose thread happened to store the group.
     with engine.connect() as conn:
         job_request = conn.execute(select(VerificationJobRow.request_id).where(VerificationJobRow.patient_id == patient_id)).scalar_one()
-    assert job_request == "req-first"
+        link_request = conn.execute(select(MpiRecordRow.request_id).where(MpiRecordRow.record_id == patient_id)).scalar_one()
+    assert job_request == link_request == "req-first"
 
 
 def test_messages_posted_at_once_are_all_acknowledged_and_stored_once(client, engine):

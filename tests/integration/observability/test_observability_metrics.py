@@ -66,6 +66,8 @@ def test_requests_are_counted_and_timed_per_route_template(hub_client):
     assert delta("vaxhub_http_request_duration_seconds_count", **read) == 4
     assert delta("vaxhub_http_request_duration_seconds_sum", **read) > 0
     assert delta("vaxhub_http_request_duration_seconds_bucket", **read, le="+Inf") == 4
+    # The four reads' AuditEvents (one refused) were committed outside any write, one after the other.
+    assert delta("vaxhub_audit_events_per_commit_sum") == 4 and delta("vaxhub_audit_events_per_commit_count") == 4
     # Raw paths never become labels: the number of series stays bounded.
     assert not any(pid in str(labels) for _name, labels in after for pid in ids)
 

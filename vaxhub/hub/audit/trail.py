@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from vaxhub.fhir.search_params import compartment_patient
 from vaxhub.hub.audit.group_commit import GroupCommit
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditCheckpointRow, AuditEventRow, AuditPatientRow
+from vaxhub.hub.observability.metrics import AUDIT_EVENTS_PER_COMMIT
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
 from vaxhub.hub.storage.bulk import Upsert, insert_rows
@@ -229,6 +230,7 @@ class AuditTrail:
         with write_transaction(self.engine) as conn:
             event_ids, rows = self._chained(conn, interactions)
             insert_rows(conn, rows)
+        AUDIT_EVENTS_PER_COMMIT.observe(len(interactions))
         for interaction in interactions:
             interaction.recorded = True
         return event_ids

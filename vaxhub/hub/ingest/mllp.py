@@ -6,6 +6,10 @@ connected at once; translating and storing a message runs in a thread pool,
 off the event loop. Bytes before a start block are skipped, a block larger
 than `max_bytes` is answered AR and the connection closed, and text that is
 not UTF-8 is answered AR (MSH-18 other than UNICODE UTF-8 is not supported).
+
+Given the audit trail, every message is an audited interaction of the
+listener with the peer's address: stored, its AuditEvent goes in with its
+records; refused or answered from an earlier ACK, it is recorded after.
 """
 
 from __future__ import annotations
@@ -16,11 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from vaxhub.fhir.hl7v2 import Hl7Finding, ack_for
 from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR
-from vaxhub.hub.ingest.vxu import VxuReceiver
+from vaxhub.hub.audit.trail import MINOR_FAILURE, AuditTrail, Interaction
+from vaxhub.hub.ingest.vxu import VxuOutcome, VxuReceiver
+from vaxhub.hub.security.principal import SYSTEM, Principal
 
 log = logging.getLogger("vaxhub.mllp")
 START, END = b"\x0b", b"\x1c\x0d"
 DEFAULT_MAX_BYTES = 1_000_000
+# MLLP carries no credentials: the listener is the agent, the peer's address its source.
+LISTENER = Principal(SYSTEM, "mllp-listener", client_id="mllp-listener")
 
 
 def frame(message: str) -> bytes:
@@ -32,8 +40,10 @@ def _reject(message: str) -> bytes:
 
 
 class MllpServer:
-    def __init__(self, receiver: VxuReceiver, *, max_bytes: int = DEFAULT_MAX_BYTES, workers: int = 4, idle_seconds: float = 300):
+    def __init__(self, receiver: VxuReceiver, *, max_bytes: int = DEFAULT_MAX_BYTES, workers: int = 4, idle_seconds: float = 300,
+                 trail: AuditTrail | None = None):
         self.receiver = receiver
+        self.trail = trail
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
@@ -58,6 +68,7 @@ class MllpServer:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        peer = (writer.get_extra_info("peername") or ("", 0))[0] or None
         if task is not None:
             self._connections.add(task)
         try:
@@ -75,7 +86,7 @@ class MllpServer:
                     writer.write(_reject("The message is not UTF-8 text"))
                     await writer.drain()
                     continue
-                outcome = await loop.run_in_executor(self.pool, self.receiver.receive, text)
+                outcome = await loop.run_in_executor(self.pool, self._receive, text, peer)
                 writer.write(frame(outcome.ack))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -94,6 +105,17 @@ class MllpServer:
                 await writer.wait_closed()
             except Exception:  # noqa: BLE001 - the peer may already be gone
                 pass
+
+    def _receive(self, text: str, peer: str | None) -> VxuOutcome:
+        if self.trail is None:
+            return self.receiver.receive(text)
+        interaction = Interaction("transaction", "MLLP", "/mllp", source_ip=peer, principal=LISTENER)
+        outcome = self.receiver.with_interaction(interaction).receive(text)
+        if not interaction.recorded:  # nothing stored: refused, or answered with an earlier ACK
+            if outcome.code != "AA":
+                interaction.outcome, interaction.description = MINOR_FAILURE, f"ACK {outcome.code}"
+            self.trail.record(interaction)
+        return outcome
 
     async def _read_block(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next framed message; None at end of stream; b"\\x00…" when too large."""
@@ -116,9 +138,9 @@ class MllpServer:
         return body.rsplit(START, 1)[-1]
 
 
-async def serve_mllp(receiver: VxuReceiver, host: str, port: int) -> None:
+async def serve_mllp(receiver: VxuReceiver, host: str, port: int, *, trail: AuditTrail | None = None) -> None:
     """Run the listener until cancelled (the `vaxhub mllp` command)."""
-    server = MllpServer(receiver)
+    server = MllpServer(receiver, trail=trail)
     bound = await server.start(host, port)
     log.info("MLLP listening on %s:%s", host, bound)
     try:

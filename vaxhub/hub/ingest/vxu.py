@@ -90,6 +90,10 @@ class VxuReceiver:
         self.interaction = interaction  # audited inside the storing transaction
         self.groups = groups  # the process's messages stored together, when given
 
+    def with_interaction(self, interaction: Any) -> "VxuReceiver":
+        """This receiver for one message audited as `interaction`."""
+        return VxuReceiver(self.store, base=self.base, max_entries=self.max_entries, guard=self.guard, interaction=interaction, groups=self.groups)
+
     def receive(self, text: str) -> VxuOutcome:
         try:
             prepared = self.prepare(text)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from vaxhub.hub.audit.group_commit import GroupCommit
+from vaxhub.hub.observability.metrics import HL7_MESSAGES_PER_UNIT, HL7_SET_ASIDE
 from vaxhub.hub.observability.request_context import bound_request_id
 from vaxhub.hub.operations.transaction import Entry, transaction_in
 from vaxhub.hub.storage.import_tables import Hl7MessageRow
@@ -107,9 +108,12 @@ class VxuGroups:
         set_aside = 0
         while pending:
             try:
-                answers |= self.store.run_unit(lambda w: self._unit(w, pending))
+                stored = self.store.run_unit(lambda w: self._unit(w, pending))
+                HL7_MESSAGES_PER_UNIT.observe(sum(isinstance(a, StoredTogether) for a in stored.values()))
+                answers |= stored
                 break
             except _SetAside as failed:
+                HL7_SET_ASIDE.inc()
                 answers[id(failed.message)] = ALONE
                 pending = [m for m in pending if m is not failed.message]
                 set_aside += 1

@@ -46,7 +46,9 @@ class LinkEnqueuer:
 
     def __init__(self, *, verification_wait: float = 0.0) -> None:
         self.verification_wait = timedelta(seconds=verification_wait)
-        self._pending: weakref.WeakKeyDictionary[Writer, dict[str, bool]] = weakref.WeakKeyDictionary()
+        # Per unit: each Patient's (verifying, request id); the request that wrote it,
+        # which in a unit holding several requests is not the one bound at commit.
+        self._pending: weakref.WeakKeyDictionary[Writer, dict[str, tuple[bool, str | None]]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     def after_write(self, writer: Writer, stored: Stored, previous: Stored | None) -> None:
@@ -65,15 +67,16 @@ class LinkEnqueuer:
         verifying = stored.content is not None and (not known or person_claim(stored.content) != person_claim(previous.content))
         with self._lock:
             records = self._pending.setdefault(writer, {})
-            records[stored.id] = records.get(stored.id, False) or verifying
+            earlier, _request = records.get(stored.id, (False, None))
+            records[stored.id] = (earlier or verifying, current_request_id())
 
     def before_commit(self, writer: Writer) -> None:
         with self._lock:
             records = self._pending.pop(writer, None)
         if not records:
             return
-        rows = [_queued(r, writer.now + self.verification_wait if verifying and self.verification_wait else writer.now)
-                for r, verifying in sorted(records.items())]
+        rows = [_queued(r, writer.now + self.verification_wait if verifying and self.verification_wait else writer.now, request_id)
+                for r, (verifying, request_id) in sorted(records.items())]
         writer.insert_later(QUEUE_RECORDS, rows)  # in the unit's one statement, with its resources
 
 
@@ -81,13 +84,13 @@ class LinkEnqueuer:
 QUEUE_RECORDS = Upsert(RECORD, ("record_id",), ("state", "queued_at", "attempts", "last_error", "request_id"))
 
 
-def _queued(record_id: str, at) -> dict:  # noqa: ANN001 - a datetime
-    # The request id bound now (the API request that wrote the Patient; none for
-    # the workers' own re-queues) goes with the row for the worker's logs.
+def _queued(record_id: str, at, request_id: str | None) -> dict:  # noqa: ANN001 - a datetime
+    # The request id of the API request that wrote the Patient (none for the
+    # workers' own re-queues) goes with the row for the worker's logs.
     return {"record_id": record_id, "state": "queued", "queued_at": at, "locked": False, "attempts": 0, "last_error": None,
-            "request_id": current_request_id()}
+            "request_id": request_id}
 
 
 def queue_records(conn: Connection, record_ids: list[str], now) -> None:
     """Queue records for (re)linking; a row that exists keeps its link until the worker decides."""
-    QUEUE_RECORDS.execute(conn, [_queued(r, now) for r in record_ids])
+    QUEUE_RECORDS.execute(conn, [_queued(r, now, current_request_id()) for r in record_ids])

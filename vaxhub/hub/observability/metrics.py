@@ -42,6 +42,15 @@ REGISTRY_DURATION = Histogram(
     "vaxhub_registry_call_duration_seconds", "Duration of registry calls, by registry.", ["registry"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+HL7_MESSAGES_PER_UNIT = Histogram(
+    "vaxhub_hl7_messages_per_unit", "VXU messages stored in one transaction (those that queue in an API process are stored together).",
+    buckets=(1, 2, 4, 8, 16, 32),
+)
+AUDIT_EVENTS_PER_COMMIT = Histogram(
+    "vaxhub_audit_events_per_commit", "AuditEvents of reads and refusals committed together (those recorded at the same time in a process share one commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+HL7_SET_ASIDE = Counter("vaxhub_hl7_messages_set_aside", "VXU messages taken out of a group after failing in it, and stored alone.")
 CERTIFICATES_ISSUED = Counter("vaxhub_certificates_issued", "Vaccination certificates issued (each one a DCC, a SMART Health Card and a DDCC).")
 LOGINS = Counter("vaxhub_logins", "Logins at the token endpoint and the portal, by method and outcome.", ["method", "outcome"])
 RATE_LIMITED = Counter("vaxhub_rate_limited_requests", "Requests refused with 429 by the hub's rate limit.")
