@@ -75,10 +75,12 @@ def lock_waits(engine: Engine) -> list[str]:
 
 def server_process_pids(engine: Engine) -> list[int]:
     """PostgreSQL's own processes that write for every database: the checkpointer,
-    the WAL writer and the background writer (their CPU grows with the WAL)."""
+    the WAL writer and the background writer (their CPU grows with the WAL), and
+    autovacuum's (a worker that comes and goes between two samples is missed)."""
     with engine.connect() as conn:
         return list(conn.execute(text(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type IN ('checkpointer', 'walwriter', 'background writer')"
+            "SELECT pid FROM pg_stat_activity WHERE backend_type IN "
+            "('checkpointer', 'walwriter', 'background writer', 'autovacuum launcher', 'autovacuum worker')"
         )).scalars())
 
 
@@ -101,9 +103,11 @@ def wal_totals(engine: Engine) -> Wal | None:
 
 
 def backend_pids(engine: Engine) -> list[int]:
-    """PostgreSQL server processes serving this database (for their CPU time)."""
+    """PostgreSQL server processes serving this database (for their CPU time); autovacuum's are the server's."""
     with engine.connect() as conn:
-        return list(conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars())
+        return list(conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type <> 'autovacuum worker'"
+        )).scalars())
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:
