@@ -1,0 +1,32 @@
+"""The load test's own PostgreSQL cluster (`--own-postgres`): made with the
+operations guide's settings, usable by the hub's migrations, and gone after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bench.load.own_postgres import SETTINGS, OwnPostgres, _bin_dir
+
+pytestmark = pytest.mark.skipif(
+    _bin_dir() is None and shutil.which("initdb") is None, reason="PostgreSQL's initdb and pg_ctl are not installed here"
+)
+
+
+def test_a_cluster_of_its_own_runs_with_the_guides_settings_and_is_removed_after():
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("as root the cluster runs as the postgres user, through runuser")
+    server = OwnPostgres()
+    with server as admin_url:
+        engine = create_engine(admin_url)
+        try:
+            with engine.connect() as conn:
+                shown = {name: conn.execute(text(f"SHOW {name}")).scalar() for name in ("shared_buffers", "max_wal_size", "autovacuum")}
+                assert conn.execute(text("SELECT inet_server_addr()::text")).scalar().startswith("127.0.0.1")
+        finally:
+            engine.dispose()
+    assert shown == {"shared_buffers": SETTINGS["shared_buffers"], "max_wal_size": SETTINGS["max_wal_size"], "autovacuum": "on"}
+    assert not server.root.exists()
