@@ -8,12 +8,16 @@ cuts both fonts down once, at its first certificate, to `CUT_TO` (about 770
 glyphs): drawing then takes about half the CPU. A document with any other
 character (a Greek or Cyrillic name) is drawn with the full fonts, so no
 letter DejaVu has is ever lost. The cut files live in a temporary folder
-removed when the process exits.
+named after the process, removed when it exits; a process that ends without
+running its exit handlers (killed, or a server's worker leaving through
+`os._exit`) leaves its folder behind, and the next process to cut the fonts
+removes every such folder whose process is gone.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import threading
@@ -45,10 +49,39 @@ def font_files(text: str) -> dict[str, Path]:
     return _cut if all(ord(c) in CUT_TO for c in text) else _full
 
 
+PREFIX = "vaxhub-fonts-"
+
+
+def sweep_left_behind(where: Path | None = None) -> int:
+    """Remove the font folders (this user's) of processes that are gone; returns how many."""
+    removed = 0
+    for folder in Path(where or tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        pid = folder.name[len(PREFIX):].partition("-")[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process holds the number now
+    return True
+
+
 def _prepare() -> None:
     files = ExitStack()  # the packaged fonts as files, for as long as the process runs
     atexit.register(files.close)
-    folder = Path(tempfile.mkdtemp(prefix="vaxhub-fonts-"))
+    sweep_left_behind()
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, True)
     options = subset.Options()
     options.layout_features = ["*"]  # keep kerning and mark positioning for the letters kept

@@ -112,3 +112,21 @@ def test_the_fixed_labels_are_drawn_whole_with_the_cut_fonts(document, monkeypat
     for label in ("CỘNG HOÀ XÃ HỘI CHỦ NGHĨA VIỆT NAM", "Các mũi đã tiêm / Doses received", "Nơi tiêm / Place",
                   "Tên không dấu (ICAO 9303) / Transliterated name", "Quét mã QR để xác thực (EU DCC)", "Có giá trị đến / Valid until"):
         assert label in text, label
+
+
+def test_font_folders_of_processes_that_are_gone_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from vaxhub.certificates.pdf_fonts import PREFIX, sweep_left_behind
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    gone = tmp_path / f"{PREFIX}{ended.stdout.strip()}-abc"  # a killed worker's folder
+    mine = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    other = tmp_path / "vaxhub-something-else"
+    for folder in (gone, mine, other):
+        folder.mkdir()
+        (folder / "DejaVuSans.ttf").write_bytes(b"cut")
+    assert sweep_left_behind(tmp_path) == 1
+    assert not gone.exists() and mine.exists() and other.exists()
