@@ -18,6 +18,7 @@ is stored again without it. A failure the group cannot lay on one message
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from vaxhub.hub.operations.transaction import Entry, transaction_in
 from vaxhub.hub.storage.import_tables import Hl7MessageRow
 from vaxhub.hub.storage.store import FhirStore, RetryableConflict, WriteGuard, Writer
 
+log = logging.getLogger("vaxhub.hl7v2")
 MESSAGES = Hl7MessageRow.__table__
 # Messages per unit: enough to spread the fixed cost thin, few enough that a
 # group retried without a failed message redoes little.
@@ -119,7 +121,8 @@ class VxuGroups:
                 set_aside += 1
                 if set_aside > MOST_SET_ASIDE:
                     break
-            except Exception:  # noqa: BLE001 - not one message's fault: each finds out alone
+            except Exception as exc:  # noqa: BLE001 - not one message's fault: each finds out alone
+                log.warning("a group of %d VXU messages failed (%s: %s); each is stored alone", len(pending), type(exc).__name__, exc)
                 break
         for message in messages:
             if answers.get(id(message)) is ALONE:

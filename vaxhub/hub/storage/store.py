@@ -361,7 +361,7 @@ class Writer:
         its rights check the writes, its context gets the listeners' notes."""
         self.guard = guard
         self.context = context
-        if context is not None and context not in self.contexts:
+        if context is not None and all(c is not context for c in self.contexts):  # by identity: two requests may look alike
             self.contexts.append(context)
 
     # -- conditional lookups
