@@ -117,3 +117,26 @@ def test_an_import_killed_half_way_resumes_without_duplicates_or_losses(store):
     assert status.id == job.id and status.status == "done"
     assert status.rows_done == 120 and status.rows_stored == 120
     assert _counts(store.engine) == {"Patient": 120, "Immunization": 240}
+
+
+def test_the_import_command_audits_its_batches_and_sends_its_new_people_to_be_verified_and_linked(engine, tmp_path):
+    from typer.testing import CliRunner
+
+    from vaxhub.hub.audit.tables import AuditEventRow
+    from vaxhub.hub.cli import app as cli
+    from vaxhub.hub.storage.mpi_tables import MpiRecordRow
+    from vaxhub.hub.storage.outbox_tables import VerificationJobRow
+
+    sheet = tmp_path / "backlog.csv"
+    sheet.write_bytes(csv_bytes([person(1), person(2, "Trần Thị Hoa", sex="Nữ", cccd="079190000222")]))
+    env = {"VAXHUB_DATABASE_URL": engine.url.render_as_string(hide_password=False), "VAXHUB_DATA_DIR": str(tmp_path / "data"),
+           "VAXHUB_AUTO_MIGRATE": "false"}
+    result = CliRunner().invoke(cli, ["import", str(sheet), "--site", "79001"], env=env)
+    assert result.exit_code == 0, result.output
+    assert _counts(engine) == {"Patient": 2, "Immunization": 4}
+    with engine.connect() as conn:
+        patients = set(conn.execute(select(ResourceRow.res_id).where(ResourceRow.res_type == "Patient")).scalars())
+        assert set(conn.execute(select(VerificationJobRow.patient_id)).scalars()) == patients
+        assert set(conn.execute(select(MpiRecordRow.record_id)).scalars()) == patients
+        writers = set(conn.execute(select(AuditEventRow.client_id).where(AuditEventRow.action == "transaction")).scalars())
+    assert len(writers) == 1 and next(iter(writers)).startswith("import:")
