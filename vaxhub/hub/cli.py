@@ -334,6 +334,9 @@ def verification_requeue(
 def mllp(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(2575, help="TCP port (2575 is HL7's registered port)."),
+    tls_cert: str = typer.Option("", help="The listener's TLS certificate (PEM); with --tls-key and --client-ca, senders must show a client certificate."),
+    tls_key: str = typer.Option("", help="The listener's TLS private key (PEM)."),
+    client_ca: str = typer.Option("", help="CA certificates (PEM) that issue the senders' certificates; a certificate's common name names a registered client."),
 ) -> None:
     """Receive HL7 v2 VXU^V04 messages over MLLP and answer ACKs."""
     import asyncio
@@ -352,9 +355,21 @@ def mllp(
         upgrade(engine)
     store, trail = hub_store(engine, settings)
     receiver = VxuReceiver(store, base=settings.base_url or "urn:vaxhub:mllp", max_entries=settings.max_bundle_entries, groups=VxuGroups(store))
-    console.print(f"MLLP listening on {host}:{port}")
+    given = [bool(tls_cert), bool(tls_key), bool(client_ca)]
+    if any(given) and not all(given):
+        console.print("[red]--tls-cert, --tls-key and --client-ca go together[/red]")
+        raise typer.Exit(2)
+    tls = senders = None
+    if all(given):
+        from vaxhub.hub.ingest.mllp_tls import RegisteredSenders, server_context
+        from vaxhub.hub.security.clients import ClientRegistry
+
+        tls, senders = server_context(tls_cert, tls_key, client_ca), RegisteredSenders(ClientRegistry(engine))
+    else:
+        console.print("[yellow]without TLS client certificates, any peer that reaches this port may send records for any site[/yellow]")
+    console.print(f"MLLP listening on {host}:{port}" + (" (TLS, client certificates required)" if tls else ""))
     try:
-        asyncio.run(serve_mllp(receiver, host, port, trail=trail))
+        asyncio.run(serve_mllp(receiver, host, port, trail=trail, tls=tls, senders=senders))
     except KeyboardInterrupt:
         pass
 

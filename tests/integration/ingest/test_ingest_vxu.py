@@ -6,6 +6,7 @@ import socket
 import threading
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.hl7v2_messages import historical_dose, malformed_vxu, new_dose, refused_dose, vxu
@@ -90,20 +91,21 @@ def test_malformed_messages_over_http_get_ae_or_ar_and_store_nothing(client, eng
 
 
 @contextmanager
-def _mllp_listener(receiver: VxuReceiver, trail=None):
-    """A listener on a free loopback port; yields `exchange(blocks) -> ACK texts`, one connection per call."""
+def _mllp_listener(receiver: VxuReceiver, trail=None, tls=None, senders=None):
+    """A listener on a free loopback port; yields `exchange(blocks, tls=None) -> ACK texts`, one connection per call."""
     # The server's loop runs in a thread of its own from the start: the test's
     # thread may already be running a loop (a browser test's Playwright session
     # on the same pytest worker keeps one).
     loop = asyncio.new_event_loop()
-    server = MllpServer(receiver, workers=2, trail=trail)
+    server = MllpServer(receiver, workers=2, trail=trail, tls=tls, senders=senders)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(30)
 
-    def exchange(messages: list[bytes]) -> list[str]:
+    def exchange(messages: list[bytes], client_tls=None) -> list[str]:
         answers = []
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as plain:
+            s = client_tls.wrap_socket(plain, server_hostname="127.0.0.1") if client_tls else plain
             for raw in messages:
                 s.sendall(raw)
                 data = b""
@@ -197,3 +199,89 @@ def test_a_refused_message_is_not_remembered_and_its_corrected_copy_is_stored(cl
     fixed = vxu("FIX-1", orders=[new_dose()])  # the sender corrects the record and sends the same MSH-10
     assert _msa(_send(client, fixed)) == "AA"
     assert _counts(engine) == {"Patient": 1, "Immunization": 1}
+
+
+def _pki(folder):
+    """A CA for sending systems, the listener's certificate for 127.0.0.1, and client certificates by common name."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def issue(name: str, issuer_name, issuer_key, *, ca: bool = False, ip: str | None = None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name or subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if ca:
+            builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        if ip:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        cert = builder.sign(issuer_key or key, hashes.SHA256())
+        (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (folder / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                               serialization.NoEncryption()))
+        return cert, key
+
+    ca_cert, ca_key = issue("sites-ca", None, None, ca=True)
+    issue("mllp-listener", ca_cert.subject, ca_key, ip="127.0.0.1")
+    for name in ("site-79001", "unregistered-his"):
+        issue(name, ca_cert.subject, ca_key)
+    return folder
+
+
+def _client_tls(pki, name: str | None):
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(pki / "sites-ca.pem"))
+    if name:
+        context.load_cert_chain(str(pki / f"{name}.pem"), str(pki / f"{name}.key"))
+    return context
+
+
+def test_over_tls_a_sender_is_the_client_its_certificate_names_and_writes_only_its_sites_records(engine, tmp_path):
+    import ssl
+
+    from tests.auth_helpers import ClientKey
+    from vaxhub.hub.ingest.mllp_tls import RegisteredSenders, server_context
+    from vaxhub.hub.security.clients import ClientRegistry
+
+    pki = _pki(tmp_path)
+    clients = ClientRegistry(engine)
+    clients.register("site-79001", name="Bệnh viện quận 1", kind="system", jwks=ClientKey.generate().jwks(), scopes="system/*.cru",
+                     site_code="79001")
+    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "data")
+    store, trail = hub_store(engine, settings)
+    tls = server_context(pki / "mllp-listener.pem", pki / "mllp-listener.key", pki / "sites-ca.pem")
+    own = vxu("TLS-1", site="79001", cccd="079090000888", mrn="BN-888", orders=[new_dose("IZ-888")])
+    foreign = vxu("TLS-2", site="01001", cccd="079090000999", mrn="BN-999", orders=[new_dose("IZ-999")])
+    with _mllp_listener(VxuReceiver(store, base="urn:test"), trail, tls=tls, senders=RegisteredSenders(clients)) as exchange:
+        acks = exchange([_framed(own), _framed(foreign)], _client_tls(pki, "site-79001"))
+        assert [_msa(a) for a in acks] == ["AA", "AR"] and "Not allowed" in acks[1]
+        (refused,) = exchange([_framed(own)], _client_tls(pki, "unregistered-his"))
+        assert _msa(refused) == "AR" and "no registered sender" in refused
+        with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
+            exchange([_framed(own)], _client_tls(pki, None))  # no client certificate: no handshake
+        clients.disable("site-79001")
+        (disabled,) = exchange([_framed(own)], _client_tls(pki, "site-79001"))
+        assert _msa(disabled) == "AR"
+    assert _counts(engine) == {"Patient": 1, "Immunization": 1}
+    events, _more = trail.search(action="transaction")
+    assert {e["agent"][0]["who"]["identifier"]["value"] for e in events} == {"site-79001"} and len(events) == 2
+
+
+def test_the_mllp_command_wants_its_tls_files_together(engine, tmp_path):
+    from typer.testing import CliRunner
+
+    from vaxhub.hub.cli import app as cli
+
+    env = {"VAXHUB_DATABASE_URL": engine.url.render_as_string(hide_password=False), "VAXHUB_DATA_DIR": str(tmp_path), "VAXHUB_AUTO_MIGRATE": "false"}
+    result = CliRunner().invoke(cli, ["mllp", "--port", "0", "--tls-cert", str(tmp_path / "listener.pem")], env=env)
+    assert result.exit_code == 2 and "go together" in result.output

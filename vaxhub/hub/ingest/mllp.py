@@ -7,21 +7,28 @@ off the event loop. Bytes before a start block are skipped, a block larger
 than `max_bytes` is answered AR and the connection closed, and text that is
 not UTF-8 is answered AR (MSH-18 other than UNICODE UTF-8 is not supported).
 
-Given the audit trail, every message is an audited interaction of the
-listener with the peer's address: stored, its AuditEvent goes in with its
-records; refused or answered from an earlier ACK, it is recorded after.
+Given the audit trail, every message is an audited interaction with the
+peer's address: stored, its AuditEvent goes in with its records; refused or
+answered from an earlier ACK, it is recorded after. Over TLS with client
+certificates (`mllp_tls`), the agent is the registered client the
+certificate names, and its rights check every write; without TLS the agent
+is the listener itself, and any peer that reaches the port may send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from vaxhub.fhir.hl7v2 import Hl7Finding, ack_for
 from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR
 from vaxhub.hub.audit.trail import MINOR_FAILURE, AuditTrail, Interaction
 from vaxhub.hub.ingest.vxu import VxuOutcome, VxuReceiver
+from vaxhub.hub.ingest.mllp_tls import sender_name
+from vaxhub.hub.security.policy import SiteWriteGuard
 from vaxhub.hub.security.principal import SYSTEM, Principal
 
 log = logging.getLogger("vaxhub.mllp")
@@ -41,9 +48,12 @@ def _reject(message: str) -> bytes:
 
 class MllpServer:
     def __init__(self, receiver: VxuReceiver, *, max_bytes: int = DEFAULT_MAX_BYTES, workers: int = 4, idle_seconds: float = 300,
-                 trail: AuditTrail | None = None):
+                 trail: AuditTrail | None = None, tls: ssl.SSLContext | None = None,
+                 senders: Callable[[str], Principal | None] | None = None):
         self.receiver = receiver
         self.trail = trail
+        self.tls = tls  # with a client certificate required (`mllp_tls.server_context`)
+        self.senders = senders  # a certificate's common name to the sender's principal; None refuses it
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
@@ -52,7 +62,7 @@ class MllpServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (pass 0 for any free one)."""
-        self.server = await asyncio.start_server(self._connection, host, port, limit=self.max_bytes + 16)
+        self.server = await asyncio.start_server(self._connection, host, port, limit=self.max_bytes + 16, ssl=self.tls)
         return self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -72,6 +82,16 @@ class MllpServer:
         if task is not None:
             self._connections.add(task)
         try:
+            sender = LISTENER
+            if self.senders is not None:
+                name = sender_name(writer.get_extra_info("peercert"))
+                known = await loop.run_in_executor(self.pool, self.senders, name) if name else None
+                if known is None:
+                    log.warning("MLLP connection from %s refused: certificate %r names no registered client", peer, name)
+                    writer.write(_reject("The client certificate names no registered sender"))
+                    await writer.drain()
+                    return
+                sender = known
             while True:
                 block = await self._read_block(reader)
                 if block is None:
@@ -86,7 +106,7 @@ class MllpServer:
                     writer.write(_reject("The message is not UTF-8 text"))
                     await writer.drain()
                     continue
-                outcome = await loop.run_in_executor(self.pool, self._receive, text, peer)
+                outcome = await loop.run_in_executor(self.pool, self._receive, text, peer, sender)
                 writer.write(frame(outcome.ack))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -106,11 +126,12 @@ class MllpServer:
             except Exception:  # noqa: BLE001 - the peer may already be gone
                 pass
 
-    def _receive(self, text: str, peer: str | None) -> VxuOutcome:
+    def _receive(self, text: str, peer: str | None, sender: Principal) -> VxuOutcome:
+        guard = SiteWriteGuard(sender) if sender is not LISTENER else self.receiver.guard
         if self.trail is None:
-            return self.receiver.receive(text)
-        interaction = Interaction("transaction", "MLLP", "/mllp", source_ip=peer, principal=LISTENER)
-        outcome = self.receiver.with_interaction(interaction).receive(text)
+            return self.receiver.for_sender(guard, self.receiver.interaction).receive(text)
+        interaction = Interaction("transaction", "MLLP", "/mllp", source_ip=peer, principal=sender)
+        outcome = self.receiver.for_sender(guard, interaction).receive(text)
         if not interaction.recorded:  # nothing stored: refused, or answered with an earlier ACK
             if outcome.code != "AA":
                 interaction.outcome, interaction.description = MINOR_FAILURE, f"ACK {outcome.code}"
@@ -138,9 +159,10 @@ class MllpServer:
         return body.rsplit(START, 1)[-1]
 
 
-async def serve_mllp(receiver: VxuReceiver, host: str, port: int, *, trail: AuditTrail | None = None) -> None:
+async def serve_mllp(receiver: VxuReceiver, host: str, port: int, *, trail: AuditTrail | None = None, tls: ssl.SSLContext | None = None,
+                     senders: Callable[[str], Principal | None] | None = None) -> None:
     """Run the listener until cancelled (the `vaxhub mllp` command)."""
-    server = MllpServer(receiver, trail=trail)
+    server = MllpServer(receiver, trail=trail, tls=tls, senders=senders)
     bound = await server.start(host, port)
     log.info("MLLP listening on %s:%s", host, bound)
     try:

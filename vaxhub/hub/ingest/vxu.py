@@ -90,9 +90,9 @@ class VxuReceiver:
         self.interaction = interaction  # audited inside the storing transaction
         self.groups = groups  # the process's messages stored together, when given
 
-    def with_interaction(self, interaction: Any) -> "VxuReceiver":
-        """This receiver for one message audited as `interaction`."""
-        return VxuReceiver(self.store, base=self.base, max_entries=self.max_entries, guard=self.guard, interaction=interaction, groups=self.groups)
+    def for_sender(self, guard: WriteGuard | None, interaction: Any) -> "VxuReceiver":
+        """This receiver for one message: writes checked by `guard`, audited as `interaction`."""
+        return VxuReceiver(self.store, base=self.base, max_entries=self.max_entries, guard=guard, interaction=interaction, groups=self.groups)
 
     def receive(self, text: str) -> VxuOutcome:
         try:
