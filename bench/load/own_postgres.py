@@ -69,11 +69,19 @@ class OwnPostgres:
         subprocess.run([*prefix, *command], check=True, capture_output=True, cwd="/")
 
     def __enter__(self) -> str:
-        if self.as_postgres:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-        options = " ".join(f"-c {k}={v}" for k, v in {**self.settings, "port": str(self.port), "unix_socket_directories": str(self.root)}.items())
-        self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+        try:
+            if self.as_postgres:
+                shutil.chown(self.root, "postgres", "postgres")
+            self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+            options = " ".join(f"-c {k}={v}" for k, v in {**self.settings, "port": str(self.port), "unix_socket_directories": str(self.root)}.items())
+            self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+        except (OSError, subprocess.CalledProcessError) as exc:
+            # `with` does not call __exit__ when __enter__ fails: nothing is left behind, and the reason is shown.
+            detail = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else str(exc)
+            log = self.root / "server.log"
+            detail += ("\n" + log.read_text(errors="replace")[-2000:]) if log.exists() else ""
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise RuntimeError(f"the run's own PostgreSQL did not start: {detail}") from exc
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def __exit__(self, *exc: object) -> None:

@@ -26,15 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from vaxhub.fhir.hl7v2 import Hl7Finding, ack_for
 from vaxhub.fhir.hl7v2.er7 import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR
 from vaxhub.hub.audit.trail import MINOR_FAILURE, AuditTrail, Interaction
-from vaxhub.hub.ingest.vxu import VxuOutcome, VxuReceiver
 from vaxhub.hub.ingest.mllp_tls import sender_name
+from vaxhub.hub.ingest.vxu import VxuOutcome, VxuReceiver
 from vaxhub.hub.security.policy import SiteWriteGuard
 from vaxhub.hub.security.principal import SYSTEM, Principal
 
 log = logging.getLogger("vaxhub.mllp")
 START, END = b"\x0b", b"\x1c\x0d"
 DEFAULT_MAX_BYTES = 1_000_000
-# MLLP carries no credentials: the listener is the agent, the peer's address its source.
+# Without TLS client certificates MLLP carries no credentials: the listener is the agent, the peer's address its source.
 LISTENER = Principal(SYSTEM, "mllp-listener", client_id="mllp-listener")
 
 

@@ -77,7 +77,7 @@ def _store_findings(exc: VaxhubError) -> list[Hl7Finding]:
 class PreparedVxu:
     received: ReceivedVxu
     remember: _Remember
-    queued: QueuedMessage | None  # None: its Bundle does not parse, so it is stored alone (and refused there)
+    queued: QueuedMessage | None  # None: stored alone (no groups, or a Bundle that does not parse and is refused there)
 
 
 class VxuReceiver:
@@ -118,6 +118,8 @@ class VxuReceiver:
             return VxuOutcome(ack_for_error(exc), exc.ack_code)
         header = received.header
         remember = _Remember(header.sender[:255], header.control_id, ack_for_header(header, "AA", received.translation.warnings))
+        if self.groups is None:
+            return PreparedVxu(received, remember, None)  # stored alone: its Bundle is parsed there
         try:
             _btype, entries, _failures = parse_entries(
                 orjson.loads(orjson.dumps(received.translation.bundle)), max_entries=self.max_entries, default_count=20, max_count=500)
