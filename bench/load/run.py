@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load.own_postgres import OwnPostgres  # noqa: E402
+from bench.load import statements  # noqa: E402
 from bench.load import mix, probes, report, seed  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
@@ -326,6 +327,18 @@ def verdict(ok: bool) -> str:
     return "[green]pass[/green]" if ok else "[red]FAIL[/red]"
 
 
+def print_statements(found: list[statements.Statement], top: int, run_dir: Path) -> None:
+    whole = sum(s.total_ms for s in found) or 1e-9
+    table = Table(title=f"PostgreSQL's time during the load by statement (top {top} of {len(found)}; all in statements.csv)")
+    for column in ("share", "total s", "calls", "mean ms", "rows/call", "WAL B/call", "statement"):
+        table.add_column(column, justify="left" if column == "statement" else "right")
+    for s in found[:top]:
+        table.add_row(f"{s.total_ms / whole:.1%}", f"{s.total_ms / 1000:.1f}", f"{s.calls:,}", f"{s.mean_ms:.3f}",
+                      f"{s.rows / max(s.calls, 1):.1f}", f"{s.wal_bytes / max(s.calls, 1):,.0f}", statements.shorten(s.query))
+    console.print(table)
+    statements.write_csv(found, run_dir / "statements.csv")
+
+
 def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: probes.Sample, drain_seconds: float | None,
                  drain_samples: list[probes.Sample], loss: LossCheck, run_dir: Path, baseline: int, seconds: int) -> bool:
     users = report.read_user_summaries(Path(plan["acks_dir"]))
@@ -468,6 +481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="outbox worker processes: half verification, half MPI link (at least one each)")
     parser.add_argument("--postgres-url", default=os.environ.get("VAXHUB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
                         help="admin URL; a fresh database is created and dropped")
+    parser.add_argument("--statements", type=int, default=0, metavar="N",
+                        help="with --own-postgres: PostgreSQL's time during the load by statement (pg_stat_statements), the top N shown")
     parser.add_argument("--own-postgres", action="store_true",
                         help="run on a PostgreSQL cluster of the run's own, set up as docs/operations/scale.md advises "
                              "(autovacuum, 2 GB of shared buffers, 16 GB of WAL between checkpoints); removed afterwards")
@@ -516,8 +531,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.own_postgres:
+        if args.statements:
+            raise SystemExit("--statements needs --own-postgres (pg_stat_statements is loaded when the server starts)")
         return _main(args)
-    server = OwnPostgres()
+    server = OwnPostgres(statements.SERVER_SETTINGS if args.statements else None)
     console.print(f"PostgreSQL: a cluster of the run's own ({server.describe()})")
     with server as admin_url:
         args.postgres_url = admin_url
@@ -545,6 +562,8 @@ def _main(args: argparse.Namespace) -> int:
     hub = None
     try:
         upgrade(engine)
+        if args.statements:
+            statements.enable(engine)
         _eid_private, eid_jwks, _kid = generate_key(keys, "national-eid")
         env = hub_env(args, database_url, data, eid_jwks)
         subprocess.run([*VAXHUB, "keys", "init"], env=env, cwd=ROOT, check=True, capture_output=True)
@@ -586,8 +605,12 @@ def _main(args: argparse.Namespace) -> int:
         console.print("offered: " + ", ".join(f"{kind} {offered.users[kind]} users, {offered.rates[kind]:.1f} req/s" for kind in kinds))
 
         baseline = probes.sample(engine, time.time()).immunizations
+        if args.statements:
+            statements.reset(engine)
         watcher, timing = run_locust(args, plan_path, plan, run_dir, engine, hub, seconds)
         watcher.stop.set()
+        if args.statements:
+            print_statements(statements.read(engine), args.statements, run_dir)
         if not timing:
             console.print(f"[red]locust did not run the load; its log:\n{(logs / 'locust.log').read_text()[-3000:]}")
             return 2

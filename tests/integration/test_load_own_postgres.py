@@ -9,6 +9,7 @@ import shutil
 import pytest
 from sqlalchemy import create_engine, text
 
+from bench.load import statements
 from bench.load.own_postgres import SETTINGS, OwnPostgres, _bin_dir
 
 pytestmark = pytest.mark.skipif(
@@ -30,3 +31,27 @@ def test_a_cluster_of_its_own_runs_with_the_guides_settings_and_is_removed_after
             engine.dispose()
     assert shown == {"shared_buffers": SETTINGS["shared_buffers"], "max_wal_size": SETTINGS["max_wal_size"], "autovacuum": "on"}
     assert not server.root.exists()
+
+
+def test_with_statements_the_cluster_counts_each_statement_from_the_reset():
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("as root the cluster runs as the postgres user, through runuser")
+    with OwnPostgres(statements.SERVER_SETTINGS) as admin_url:
+        engine = create_engine(admin_url)
+        try:
+            statements.enable(engine)
+            with engine.connect() as conn:
+                conn.execute(text("CREATE TABLE counted (n int)"))
+                conn.commit()
+            statements.reset(engine)
+            with engine.connect() as conn:
+                for n in range(7):
+                    conn.execute(text("INSERT INTO counted VALUES (:n)"), {"n": n})
+                conn.commit()
+            found = statements.read(engine)
+        finally:
+            engine.dispose()
+    (insert,) = [s for s in found if s.query.startswith("INSERT INTO counted")]
+    assert insert.calls == 7 and insert.rows == 7 and insert.wal_bytes > 0
+    assert not any(s.query.startswith("CREATE TABLE") for s in found)  # before the reset
+    assert found == sorted(found, key=lambda s: s.total_ms, reverse=True)
