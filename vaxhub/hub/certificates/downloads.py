@@ -4,7 +4,7 @@ The signed artefacts are stored as issued; images and the PDF are drawn from
 them on request (the same text always gives the same QR):
 
     dcc.txt                  the `HC1:` text                         text/plain
-    dcc.png, dcc.svg         its QR code (segno, ECC Q)               image/png, image/svg+xml
+    dcc.png, dcc.svg         its QR code (zxing-cpp / segno, ECC Q)   image/png, image/svg+xml
     shc.txt                  the `shc:/` numeric QR payload           text/plain
     shc.png                  its QR code (qrcode, two segments)       image/png
     card.smart-health-card   `{"verifiableCredential": [jws]}`        application/smart-health-card
