@@ -34,6 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -249,19 +251,24 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
         threading.Thread(target=watcher.kill_on_schedule, args=(load_started, seconds), daemon=True, name="kill").start()
     marks = Path(plan["acks_dir"]) / "load-started"
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("load", total=seconds + 30, status="locust starting (regenerating the population)")
-        while locust.poll() is None:
-            if not load_started.is_set() and marks.exists():
-                load_started.set()
-            if load_started.is_set():
-                elapsed = time.time() - float(marks.read_text())
-                progress.update(task, completed=min(elapsed, seconds + 30))
-            if watcher.samples:
-                s = watcher.samples[-1]
-                progress.update(task, status=f"Immunizations {s.immunizations:,}  verification queued {s.verification_queued:,} "
-                                             f"(oldest {s.verification_oldest_s:.0f} s)  link queued {s.link_queued:,}")
-            time.sleep(0.5)
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("load", total=seconds + 30, status="locust starting (regenerating the population)")
+            while locust.poll() is None:
+                if not load_started.is_set() and marks.exists():
+                    load_started.set()
+                if load_started.is_set():
+                    elapsed = time.time() - float(marks.read_text())
+                    progress.update(task, completed=min(elapsed, seconds + 30))
+                if watcher.samples:
+                    s = watcher.samples[-1]
+                    progress.update(task, status=f"Immunizations {s.immunizations:,}  verification queued {s.verification_queued:,} "
+                                                 f"(oldest {s.verification_oldest_s:.0f} s)  link queued {s.link_queued:,}")
+                time.sleep(0.5)
+    except BaseException:
+        locust.terminate()  # an interrupted run leaves no load generator behind
+        locust.wait(30)
+        raise
     load_started.set()
     timing = json.loads((Path(plan["acks_dir"]) / "load-window.json").read_text()) if (Path(plan["acks_dir"]) / "load-window.json").exists() else {}
     return watcher, timing
@@ -528,8 +535,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop_cleanly() -> None:
+    """SIGTERM, and SIGINT even where the shell that started the run in the
+    background ignores it, unwind through the `finally` blocks: the hub's
+    processes stop, the database is dropped, the run's own cluster removed."""
+    def interrupted(signum: int, _frame) -> None:  # noqa: ANN001
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _stop_cleanly()
     if not args.own_postgres:
         if args.statements:
             raise SystemExit("--statements needs --own-postgres (pg_stat_statements is loaded when the server starts)")
@@ -560,6 +579,7 @@ def _main(args: argparse.Namespace) -> int:
     database_url, drop = fresh_postgres_database(args.postgres_url, "vaxhub_load")
     engine = make_engine(database_url)
     hub = None
+    interrupted = False
     try:
         upgrade(engine)
         if args.statements:
@@ -618,11 +638,16 @@ def _main(args: argparse.Namespace) -> int:
         loss = check_acknowledged(engine, report.read_acknowledged(acks))
         ok = print_report(args, plan, watcher, timing, at_stop, drain_seconds, drain_samples, loss, run_dir, baseline, seconds)
         return 0 if ok else 1
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         if hub is not None:
             hub.stop()
         engine.dispose()
         drop_unless_kept(drop, database_url, keep=args.keep, say=console.print)
+        if interrupted and not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run's folder has no report worth keeping
 
 
 if __name__ == "__main__":

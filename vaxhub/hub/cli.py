@@ -337,8 +337,9 @@ def mllp(
     tls_cert: str = typer.Option("", help="The listener's TLS certificate (PEM); with --tls-key and --client-ca, senders must show a client certificate."),
     tls_key: str = typer.Option("", help="The listener's TLS private key (PEM)."),
     client_ca: str = typer.Option("", help="CA certificates (PEM) that issue the senders' certificates; a certificate's common name names a registered client."),
+    client_crl: str = typer.Option("", help="The client CA's certificate revocation list (PEM or DER), read again when the file changes; with TLS only."),
 ) -> None:
-    """Receive HL7 v2 VXU^V04 messages over MLLP and answer ACKs."""
+    """Receive HL7 v2 VXU^V04 messages over MLLP and answer ACKs. SIGHUP reads the listener's certificate again."""
     import asyncio
 
     from vaxhub.hub.hub_store import hub_store
@@ -359,17 +360,26 @@ def mllp(
     if any(given) and not all(given):
         console.print("[red]--tls-cert, --tls-key and --client-ca go together[/red]")
         raise typer.Exit(2)
-    tls = senders = None
+    if client_crl and not all(given):
+        console.print("[red]--client-crl needs --tls-cert, --tls-key and --client-ca[/red]")
+        raise typer.Exit(2)
+    listener = senders = None
     if all(given):
-        from vaxhub.hub.ingest.mllp_tls import RegisteredSenders, server_context
+        from vaxhub.hub.ingest.mllp_tls import ListenerTls, RegisteredSenders
         from vaxhub.hub.security.clients import ClientRegistry
 
-        tls, senders = server_context(tls_cert, tls_key, client_ca), RegisteredSenders(ClientRegistry(engine))
+        try:
+            listener = ListenerTls(tls_cert, tls_key, client_ca, client_crl or None)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+        senders = RegisteredSenders(ClientRegistry(engine))
     else:
         console.print("[yellow]without TLS client certificates, any peer that reaches this port may send records for any site[/yellow]")
-    console.print(f"MLLP listening on {host}:{port}" + (" (TLS, client certificates required)" if tls else ""))
+    console.print(f"MLLP listening on {host}:{port}" + (" (TLS, client certificates required)" if listener else ""))
     try:
-        asyncio.run(serve_mllp(receiver, host, port, trail=trail, tls=tls, senders=senders))
+        asyncio.run(serve_mllp(receiver, host, port, trail=trail, tls=listener.context if listener else None, senders=senders,
+                               revocations=listener.revocations if listener else None, reload=listener.reload if listener else None))
     except KeyboardInterrupt:
         pass
 

@@ -1,9 +1,12 @@
 """VXU over HTTP and MLLP, stored through the transaction path, on SQLite and PostgreSQL."""
 
 import asyncio
+import itertools
+import os
 import random
 import socket
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -91,13 +94,13 @@ def test_malformed_messages_over_http_get_ae_or_ar_and_store_nothing(client, eng
 
 
 @contextmanager
-def _mllp_listener(receiver: VxuReceiver, trail=None, tls=None, senders=None):
+def _mllp_listener(receiver: VxuReceiver, trail=None, tls=None, senders=None, revocations=None):
     """A listener on a free loopback port; yields `exchange(blocks, tls=None) -> ACK texts`, one connection per call."""
     # The server's loop runs in a thread of its own from the start: the test's
     # thread may already be running a loop (a browser test's Playwright session
     # on the same pytest worker keeps one).
     loop = asyncio.new_event_loop()
-    server = MllpServer(receiver, workers=2, trail=trail, tls=tls, senders=senders)
+    server = MllpServer(receiver, workers=2, trail=trail, tls=tls, senders=senders, revocations=revocations)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(30)
@@ -232,6 +235,7 @@ def _pki(folder):
 
     ca_cert, ca_key = issue("sites-ca", None, None, ca=True)
     issue("mllp-listener", ca_cert.subject, ca_key, ip="127.0.0.1")
+    issue("mllp-listener-next", ca_cert.subject, ca_key, ip="127.0.0.1")
     for name in ("site-79001", "unregistered-his"):
         issue(name, ca_cert.subject, ca_key)
     return folder
@@ -277,6 +281,114 @@ def test_over_tls_a_sender_is_the_client_its_certificate_names_and_writes_only_i
     assert {e["agent"][0]["who"]["identifier"]["value"] for e in events} == {"site-79001"} and len(events) == 2
 
 
+def _write_crl(pki, revoked: list[str], *, next_update_hours: float = 24, signer: str = "sites-ca", path=None):
+    """A CRL from `signer` (its certificate and key in `pki`) revoking the certificates of `revoked`."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    now = dt.datetime.now(dt.timezone.utc)
+    issuer = x509.load_pem_x509_certificate((pki / f"{signer}.pem").read_bytes())
+    key = serialization.load_pem_private_key((pki / f"{signer}.key").read_bytes(), None)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.subject).last_update(now - dt.timedelta(hours=1))
+               .next_update(now + dt.timedelta(hours=next_update_hours)))
+    for name in revoked:
+        serial = x509.load_pem_x509_certificate((pki / f"{name}.pem").read_bytes()).serial_number
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now - dt.timedelta(minutes=1)).build())
+    path = path or pki / "sites-ca.crl"
+    path.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_a_revoked_client_certificate_is_refused_from_its_next_connection_and_a_bad_list_refuses_everyone(engine, tmp_path):
+    from tests.auth_helpers import ClientKey
+    from vaxhub.hub.ingest.mllp_tls import ListenerTls, RegisteredSenders
+    from vaxhub.hub.security.clients import ClientRegistry
+
+    pki = _pki(tmp_path)
+    clients = ClientRegistry(engine)
+    clients.register("site-79001", name="Bệnh viện quận 1", kind="system", jwks=ClientKey.generate().jwks(), scopes="system/*.cru",
+                     site_code="79001")
+    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "data")
+    store, trail = hub_store(engine, settings)
+    crl = _write_crl(pki, ["unregistered-his"])
+    listener = ListenerTls(pki / "mllp-listener.pem", pki / "mllp-listener.key", pki / "sites-ca.pem", crl)
+    messages = [vxu(f"CRL-{i}", site="79001", cccd=f"07909000{i:04d}", mrn=f"BN-C{i}", orders=[new_dose(f"IZ-C{i}")]) for i in range(3)]
+
+    later = itertools.count(1)
+
+    def next_list(*args, **kwargs):
+        written = _write_crl(*args, **kwargs)
+        now = time.time_ns()
+        os.utime(written, ns=(now, now + next(later) * 1_000_000_000))  # a new mtime even within the file system's tick
+        return written
+
+    with _mllp_listener(VxuReceiver(store, base="urn:test"), trail, tls=listener.context, senders=RegisteredSenders(clients),
+                        revocations=listener.revocations) as exchange:
+        (accepted,) = exchange([_framed(messages[0])], _client_tls(pki, "site-79001"))
+        assert _msa(accepted) == "AA"
+        next_list(pki, ["unregistered-his", "site-79001"])
+        (revoked,) = exchange([_framed(messages[1])], _client_tls(pki, "site-79001"))
+        assert _msa(revoked) == "AR" and "is revoked" in revoked
+        next_list(pki, [], next_update_hours=-1)
+        (stale,) = exchange([_framed(messages[1])], _client_tls(pki, "site-79001"))
+        assert _msa(stale) == "AR" and "out of date" in stale
+        next_list(pki, [], signer="unregistered-his", path=crl)  # not the CA's signature
+        (forged,) = exchange([_framed(messages[1])], _client_tls(pki, "site-79001"))
+        assert _msa(forged) == "AR" and "not signed by a client CA" in forged
+        next_list(pki, [])
+        (again,) = exchange([_framed(messages[2])], _client_tls(pki, "site-79001"))
+        assert _msa(again) == "AA"
+    assert _counts(engine) == {"Patient": 2, "Immunization": 2}
+    # A listener does not start on a list it cannot trust.
+    _write_crl(pki, [], signer="unregistered-his", path=crl)
+    with pytest.raises(ValueError, match="not signed"):
+        ListenerTls(pki / "mllp-listener.pem", pki / "mllp-listener.key", pki / "sites-ca.pem", crl)
+
+
+def test_reloading_the_listener_gives_new_connections_the_new_certificate(engine, tmp_path):
+    import shutil
+    import ssl
+
+    from vaxhub.hub.ingest.mllp_tls import ListenerTls
+
+    pki = _pki(tmp_path)
+    live = tmp_path / "live"
+    live.mkdir()
+    for suffix in ("pem", "key"):
+        shutil.copy(pki / f"mllp-listener.{suffix}", live / f"listener.{suffix}")
+    listener = ListenerTls(live / "listener.pem", live / "listener.key", pki / "sites-ca.pem")
+    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "data")
+    store, trail = hub_store(engine, settings)
+
+    def presented(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as plain:
+            with _client_tls(pki, "site-79001").wrap_socket(plain, server_hostname="127.0.0.1") as s:
+                return s.getpeercert(binary_form=True)
+
+    expected = {name: ssl.PEM_cert_to_DER_cert((pki / f"{name}.pem").read_text()) for name in ("mllp-listener", "mllp-listener-next")}
+    loop = asyncio.new_event_loop()
+    server = MllpServer(VxuReceiver(store, base="urn:test"), workers=1, trail=trail, tls=listener.context)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(30)
+        assert presented(port) == expected["mllp-listener"]
+        (live / "listener.key").write_text("not a key")
+        listener.reload()  # a broken file: the previous certificate stays
+        assert presented(port) == expected["mllp-listener"]
+        for suffix in ("pem", "key"):
+            shutil.copy(pki / f"mllp-listener-next.{suffix}", live / f"listener.{suffix}")
+        listener.reload()
+        assert presented(port) == expected["mllp-listener-next"]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
 def test_the_mllp_command_wants_its_tls_files_together(engine, tmp_path):
     from typer.testing import CliRunner
 
@@ -285,3 +397,5 @@ def test_the_mllp_command_wants_its_tls_files_together(engine, tmp_path):
     env = {"VAXHUB_DATABASE_URL": engine.url.render_as_string(hide_password=False), "VAXHUB_DATA_DIR": str(tmp_path), "VAXHUB_AUTO_MIGRATE": "false"}
     result = CliRunner().invoke(cli, ["mllp", "--port", "0", "--tls-cert", str(tmp_path / "listener.pem")], env=env)
     assert result.exit_code == 2 and "go together" in result.output
+    result = CliRunner().invoke(cli, ["mllp", "--port", "0", "--client-crl", str(tmp_path / "sites-ca.crl")], env=env)
+    assert result.exit_code == 2 and "--client-crl needs" in result.output

@@ -18,6 +18,7 @@ is the listener itself, and any peer that reaches the port may send.
 from __future__ import annotations
 
 import asyncio
+import signal
 import logging
 import ssl
 from collections.abc import Callable
@@ -49,11 +50,13 @@ def _reject(message: str) -> bytes:
 class MllpServer:
     def __init__(self, receiver: VxuReceiver, *, max_bytes: int = DEFAULT_MAX_BYTES, workers: int = 4, idle_seconds: float = 300,
                  trail: AuditTrail | None = None, tls: ssl.SSLContext | None = None,
-                 senders: Callable[[str], Principal | None] | None = None):
+                 senders: Callable[[str], Principal | None] | None = None,
+                 revocations: Callable[[bytes | None], str | None] | None = None):
         self.receiver = receiver
         self.trail = trail
         self.tls = tls  # with a client certificate required (`mllp_tls.server_context`)
         self.senders = senders  # a certificate's common name to the sender's principal; None refuses it
+        self.revocations = revocations  # why a client certificate (DER) is refused, or None (`mllp_tls.Revocations`)
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp")
@@ -83,6 +86,15 @@ class MllpServer:
             self._connections.add(task)
         try:
             sender = LISTENER
+            if self.revocations is not None:
+                ssl_object = writer.get_extra_info("ssl_object")
+                der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+                reason = await loop.run_in_executor(self.pool, self.revocations, der)
+                if reason is not None:
+                    log.warning("MLLP connection from %s refused: %s", peer, reason)
+                    writer.write(_reject(f"The client certificate is not accepted: {reason}"))
+                    await writer.drain()
+                    return
             if self.senders is not None:
                 name = sender_name(writer.get_extra_info("peercert"))
                 known = await loop.run_in_executor(self.pool, self.senders, name) if name else None
@@ -160,11 +172,15 @@ class MllpServer:
 
 
 async def serve_mllp(receiver: VxuReceiver, host: str, port: int, *, trail: AuditTrail | None = None, tls: ssl.SSLContext | None = None,
-                     senders: Callable[[str], Principal | None] | None = None) -> None:
-    """Run the listener until cancelled (the `vaxhub mllp` command)."""
-    server = MllpServer(receiver, trail=trail, tls=tls, senders=senders)
+                     senders: Callable[[str], Principal | None] | None = None,
+                     revocations: Callable[[bytes | None], str | None] | None = None,
+                     reload: Callable[[], None] | None = None) -> None:
+    """Run the listener until cancelled (the `vaxhub mllp` command); SIGHUP calls `reload`."""
+    server = MllpServer(receiver, trail=trail, tls=tls, senders=senders, revocations=revocations)
     bound = await server.start(host, port)
     log.info("MLLP listening on %s:%s", host, bound)
+    if reload is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
     try:
         await asyncio.Event().wait()
     finally:
