@@ -250,11 +250,9 @@ def _client_tls(pki, name: str | None):
     return context
 
 
-def test_over_tls_a_sender_is_the_client_its_certificate_names_and_writes_only_its_sites_records(engine, tmp_path):
-    import ssl
-
+def _tls_hub(engine, tmp_path):
+    """The PKI, a registry with site 79001's system as a client, and the hub's store and audit trail."""
     from tests.auth_helpers import ClientKey
-    from vaxhub.hub.ingest.mllp_tls import RegisteredSenders, server_context
     from vaxhub.hub.security.clients import ClientRegistry
 
     pki = _pki(tmp_path)
@@ -263,6 +261,15 @@ def test_over_tls_a_sender_is_the_client_its_certificate_names_and_writes_only_i
                      site_code="79001")
     settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "data")
     store, trail = hub_store(engine, settings)
+    return pki, clients, store, trail
+
+
+def test_over_tls_a_sender_is_the_client_its_certificate_names_and_writes_only_its_sites_records(engine, tmp_path):
+    import ssl
+
+    from vaxhub.hub.ingest.mllp_tls import RegisteredSenders, server_context
+
+    pki, clients, store, trail = _tls_hub(engine, tmp_path)
     tls = server_context(pki / "mllp-listener.pem", pki / "mllp-listener.key", pki / "sites-ca.pem")
     own = vxu("TLS-1", site="79001", cccd="079090000888", mrn="BN-888", orders=[new_dose("IZ-888")])
     foreign = vxu("TLS-2", site="01001", cccd="079090000999", mrn="BN-999", orders=[new_dose("IZ-999")])
@@ -303,16 +310,9 @@ def _write_crl(pki, revoked: list[str], *, next_update_hours: float = 24, signer
 
 
 def test_a_revoked_client_certificate_is_refused_from_its_next_connection_and_a_bad_list_refuses_everyone(engine, tmp_path):
-    from tests.auth_helpers import ClientKey
     from vaxhub.hub.ingest.mllp_tls import ListenerTls, RegisteredSenders
-    from vaxhub.hub.security.clients import ClientRegistry
 
-    pki = _pki(tmp_path)
-    clients = ClientRegistry(engine)
-    clients.register("site-79001", name="Bệnh viện quận 1", kind="system", jwks=ClientKey.generate().jwks(), scopes="system/*.cru",
-                     site_code="79001")
-    settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "data")
-    store, trail = hub_store(engine, settings)
+    pki, clients, store, trail = _tls_hub(engine, tmp_path)
     crl = _write_crl(pki, ["unregistered-his"])
     listener = ListenerTls(pki / "mllp-listener.pem", pki / "mllp-listener.key", pki / "sites-ca.pem", crl)
     messages = [vxu(f"CRL-{i}", site="79001", cccd=f"07909000{i:04d}", mrn=f"BN-C{i}", orders=[new_dose(f"IZ-C{i}")]) for i in range(3)]
