@@ -1,6 +1,7 @@
 """VXU over HTTP and MLLP, stored through the transaction path, on SQLite and PostgreSQL."""
 
 import asyncio
+import functools
 import itertools
 import os
 import random
@@ -348,9 +349,21 @@ def test_a_revoked_client_certificate_is_refused_from_its_next_connection_and_a_
         ListenerTls(pki / "mllp-listener.pem", pki / "mllp-listener.key", pki / "sites-ca.pem", crl)
 
 
+def _presented(pki, port: int) -> bytes:
+    """The certificate the listener on `port` presents (DER)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as plain:
+        with _client_tls(pki, "site-79001").wrap_socket(plain, server_hostname="127.0.0.1") as s:
+            return s.getpeercert(binary_form=True)
+
+
+def _listener_certificates(pki) -> dict[str, bytes]:
+    import ssl
+
+    return {name: ssl.PEM_cert_to_DER_cert((pki / f"{name}.pem").read_text()) for name in ("mllp-listener", "mllp-listener-next")}
+
+
 def test_reloading_the_listener_gives_new_connections_the_new_certificate(engine, tmp_path):
     import shutil
-    import ssl
 
     from vaxhub.hub.ingest.mllp_tls import ListenerTls
 
@@ -363,12 +376,8 @@ def test_reloading_the_listener_gives_new_connections_the_new_certificate(engine
     settings = load_settings(database_url=engine.url.render_as_string(hide_password=False), data_dir=tmp_path / "data")
     store, trail = hub_store(engine, settings)
 
-    def presented(port: int) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as plain:
-            with _client_tls(pki, "site-79001").wrap_socket(plain, server_hostname="127.0.0.1") as s:
-                return s.getpeercert(binary_form=True)
-
-    expected = {name: ssl.PEM_cert_to_DER_cert((pki / f"{name}.pem").read_text()) for name in ("mllp-listener", "mllp-listener-next")}
+    presented = functools.partial(_presented, pki)
+    expected = _listener_certificates(pki)
     loop = asyncio.new_event_loop()
     server = MllpServer(VxuReceiver(store, base="urn:test"), workers=1, trail=trail, tls=listener.context)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -387,6 +396,51 @@ def test_reloading_the_listener_gives_new_connections_the_new_certificate(engine
         asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def test_the_mllp_command_reads_its_certificate_again_on_sighup(tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    pki = _pki(tmp_path)
+    live = tmp_path / "live"
+    live.mkdir()
+    for suffix in ("pem", "key"):
+        shutil.copy(pki / f"mllp-listener.{suffix}", live / f"listener.{suffix}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "vaxhub.hub.cli", "mllp", "--port", str(port), "--tls-cert", str(live / "listener.pem"),
+               "--tls-key", str(live / "listener.key"), "--client-ca", str(pki / "sites-ca.pem")]
+    listener = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    expected = _listener_certificates(pki)
+
+    def presented_within(seconds: float) -> bytes | None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert listener.poll() is None, listener.stdout.read().decode(errors="replace")
+            try:
+                return _presented(pki, port)
+            except OSError:
+                time.sleep(0.2)
+        return None
+
+    try:
+        assert presented_within(60) == expected["mllp-listener"]
+        for suffix in ("pem", "key"):
+            shutil.copy(pki / f"mllp-listener-next.{suffix}", live / f"listener.{suffix}")
+        assert presented_within(5) == expected["mllp-listener"]  # read at start only
+        listener.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while presented_within(5) != expected["mllp-listener-next"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert presented_within(5) == expected["mllp-listener-next"]
+    finally:
+        listener.terminate()
+        listener.wait(10)
 
 
 def test_the_mllp_command_wants_its_tls_files_together(engine, tmp_path):

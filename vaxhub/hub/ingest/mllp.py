@@ -18,8 +18,8 @@ is the listener itself, and any peer that reaches the port may send.
 from __future__ import annotations
 
 import asyncio
-import signal
 import logging
+import signal
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
