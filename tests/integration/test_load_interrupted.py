@@ -30,6 +30,13 @@ def _load_databases() -> set[str]:
         engine.dispose()
 
 
+def _alive(process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_run_stopped_while_seeding_stops_the_hub_and_drops_its_database(signum, tmp_path):
     # As from a non-interactive shell's `&`: SIGINT ignored, which the child inherits.
@@ -58,8 +65,8 @@ def test_a_run_stopped_while_seeding_stops_the_hub_and_drops_its_database(signum
         if run.poll() is None:
             run.kill()
     deadline = time.monotonic() + 15
-    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in hub) and time.monotonic() < deadline:
+    while any(map(_alive, hub)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert [p.pid for p in hub if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p.pid for p in hub if _alive(p)] == []
     assert database not in _load_databases()
     assert not folder.exists()
