@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
-from redis._parsers import _HiredisParser, _RESP3Parser
+from redis._parsers import _HiredisParser, _RESP3Parser  # no public names: the classes redis-py picks itself, with and without hiredis
 from rich.console import Console
 from rich.table import Table
 

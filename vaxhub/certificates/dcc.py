@@ -667,8 +667,9 @@ def render_hc1_png(text: str, *, error: str = "Q", scale: int = 4) -> bytes:
     §3.5), which zxing-cpp encodes in alphanumeric mode at the requested ECC
     level; HCERT §4 (2D barcode) recommends level Q. zxing-cpp's encoder
     (C++) picks the mask by the standard's penalty rules as segno's does, in
-    about a tenth of segno's time (28 ms of CPU for a two-dose DCC, most of it
-    scoring the eight masks in Python): a citizen's first download of the QR,
+    about a tenth of segno's time (segno took 28 ms of CPU to encode a
+    564-character text, most of it scoring the eight masks in Python): a
+    citizen's first download of the QR,
     and of the PDF that embeds it, costs that once."""
     import zxingcpp
     from PIL import Image

@@ -370,7 +370,7 @@ def mllp(
 
         try:
             listener = ListenerTls(tls_cert, tls_key, client_ca, client_crl or None)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:  # a missing or unreadable file, a bad key pair or list (ssl.SSLError is an OSError)
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
         senders = RegisteredSenders(ClientRegistry(engine))

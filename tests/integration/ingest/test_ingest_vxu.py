@@ -453,3 +453,6 @@ def test_the_mllp_command_wants_its_tls_files_together(engine, tmp_path):
     assert result.exit_code == 2 and "go together" in result.output
     result = CliRunner().invoke(cli, ["mllp", "--port", "0", "--client-crl", str(tmp_path / "sites-ca.crl")], env=env)
     assert result.exit_code == 2 and "--client-crl needs" in result.output
+    missing = [str(tmp_path / name) for name in ("listener.pem", "listener.key", "sites-ca.pem")]
+    result = CliRunner().invoke(cli, ["mllp", "--port", "0", "--tls-cert", missing[0], "--tls-key", missing[1], "--client-ca", missing[2]], env=env)
+    assert result.exit_code == 2 and "No such file" in result.output
