@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load.own_postgres import OwnPostgres  # noqa: E402
 from bench.load import statements  # noqa: E402
-from bench.load import mix, probes, report, seed  # noqa: E402
+from bench.load import hub_latency, mix, probes, report, seed  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
 )
@@ -91,6 +91,11 @@ class Hub:
 
     def outbox_workers(self) -> list[Managed]:
         return [*self.verification, *self.linking]
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where `vaxhub serve --workers N` keeps its processes' metrics (no PROMETHEUS_MULTIPROC_DIR is set)."""
+        return Path(self.env["VAXHUB_DATA_DIR"]) / "metrics"
 
     def stop(self) -> None:
         for managed in [self.api.managed, *self.outbox_workers(), self.registries]:
@@ -162,6 +167,8 @@ class Watcher:
         self.stop = threading.Event()
         self.kills = KillLog()
         self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
+        self.hub_before: hub_latency.Snapshot = {}  # the API's own request durations when the load starts …
+        self.hub_after: hub_latency.Snapshot = {}  # … and when locust has stopped
 
     def _groups(self) -> dict[str, list[int]]:
         def tree(pid: int) -> list[int]:
@@ -256,6 +263,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
             task = progress.add_task("load", total=seconds + 30, status="locust starting (regenerating the population)")
             while locust.poll() is None:
                 if not load_started.is_set() and marks.exists():
+                    watcher.hub_before = hub_latency.snapshot(hub.metrics_dir)
                     load_started.set()
                 if load_started.is_set():
                     elapsed = time.time() - float(marks.read_text())
@@ -270,6 +278,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
         locust.wait(30)
         raise
     load_started.set()
+    watcher.hub_after = hub_latency.snapshot(hub.metrics_dir)
     timing = json.loads((Path(plan["acks_dir"]) / "load-window.json").read_text()) if (Path(plan["acks_dir"]) / "load-window.json").exists() else {}
     return watcher, timing
 
@@ -356,6 +365,9 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     rate = stored / window
     samples = [s for s in watcher.samples if started <= s.at <= stopped + 1]
     console.print(report.operations_table(operations, f"operations over {window:.0f} s of load ({plan['users'][args.only] if args.only else sum(plan['users'].values())} users)"))
+    inside = hub_latency.latencies(hub_latency.difference(watcher.hub_before, watcher.hub_after), least=10)
+    if inside:
+        console.print(hub_latency.table(inside))
     for name, error, count in report.read_failures(run_dir / "locust"):
         console.print(f"  [yellow]{count:,} × {name}: {error[:160]}")
     console.print(report.timeline_table([*samples, *drain_samples], started, max(args.sample_every, seconds / 12)))
