@@ -7,10 +7,13 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import pytest
+from psycopg import pq
 from sqlalchemy import func, select
 
 from vaxhub.hub.audit.tables import AuditEventRow, AuditPatientRow
 from vaxhub.hub.audit.trail import AuditTrail, Interaction
+from vaxhub.hub.storage.engine import make_engine
 
 
 def _read_of(patient_id: str) -> Interaction:
@@ -67,3 +70,33 @@ def test_reads_recorded_together_go_out_in_one_transaction_on_one_chain(engine):
     seqs = sorted(r.seq for r in later)
     assert seqs == list(range(seqs[0], seqs[0] + 5))
     assert trail.verify().ok
+
+
+def test_on_postgresql_a_read_is_recorded_in_two_round_trips(engine, tmp_path):
+    """libpq's protocol trace of the recording connection: the BEGIN goes with
+    the head lock, the insert with the COMMIT (four round trips without pipelining)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("pipeline mode is PostgreSQL's; SQLite has no round trips")
+    trace = tmp_path / "protocol.txt"
+    traced = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        trail = AuditTrail(traced, chains=4)
+        trail.record(_read_of("p-warm"))  # makes a chain head (a write's path) and warms the pool's one connection
+        with traced.connect() as conn:
+            pgconn = conn.connection.dbapi_connection.pgconn
+        with trace.open("w") as handle:
+            pgconn.trace(handle.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            event_id = trail.record(_read_of("p-1"))
+            pgconn.untrace()  # flushes what libpq buffered
+        directions = [line[0] for line in trace.read_text().splitlines() if line[:2] in ("F\t", "B\t")]
+    finally:
+        traced.dispose()
+
+    # Each time the client goes from sending to receiving is one round trip.
+    round_trips = sum(1 for sent, received in zip(directions, directions[1:]) if (sent, received) == ("F", "B"))
+    assert round_trips == 2, "".join(directions)
+    assert trail.verify().ok
+    with engine.connect() as conn:
+        assert conn.execute(select(AuditEventRow.event_id).where(AuditEventRow.event_id == event_id)).scalar_one() == event_id
+        assert "p-1" in {r.patient_id for r in conn.execute(select(AuditPatientRow.patient_id))}

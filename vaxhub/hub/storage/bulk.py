@@ -97,14 +97,16 @@ def insert_rows(conn: Connection, batches: Sequence[tuple[Target, list[dict[str,
         return
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        cursor.execute(
-            _recordset_statement(tuple(table for table, _ in batches)),
-            [orjson.dumps(rows).decode() for _, rows in batches],
-        )
+        cursor.execute(*recordset_insert(batches))
     except psycopg.errors.UniqueViolation as exc:
         raise IntegrityError("INSERT … json_populate_recordset", None, exc) from exc
     finally:
         cursor.close()
+
+
+def recordset_insert(batches: Sequence[tuple[Target, list[dict[str, Any]]]]) -> tuple[str, list[str]]:
+    """PostgreSQL: the one statement and its parameters that insert every (target, rows) pair (none empty)."""
+    return _recordset_statement(tuple(table for table, _ in batches)), [orjson.dumps(rows).decode() for _, rows in batches]
 
 
 def _json_text(value: Any) -> str | None:
