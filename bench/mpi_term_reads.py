@@ -81,8 +81,7 @@ def main() -> int:
         with engine.begin() as conn:
             for at in range(0, len(records), 20_000):
                 count_terms(conn, added=records[at: at + 20_000])
-        with engine.connect() as conn:
-            conn.execute(text("COMMIT"))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE mpi_term"))
             terms = conn.execute(text("SELECT count(*) FROM mpi_term")).scalar_one()
         console.print(f"{len(records):,} records, {terms:,} counted values, loaded in {time.perf_counter() - started:.0f} s")
