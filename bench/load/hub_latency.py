@@ -24,6 +24,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
+from rich.table import Table
 
 METRIC = "vaxhub_http_request_duration_seconds"
 
@@ -99,10 +100,8 @@ def latencies(load: Snapshot, least: int = 1) -> list[RouteLatency]:
     return sorted(rows, key=lambda r: -r.requests)
 
 
-def table(rows: list[RouteLatency]):
+def table(rows: list[RouteLatency]) -> Table:
     """A rich table of `latencies`."""
-    from rich.table import Table
-
     out = Table(title="inside the hub: from its outermost middleware to the answer (API metrics, bucketed)")
     for col in ("method", "route", "requests", "p50 ms", "p95 ms", "p99 ms"):
         out.add_column(col, justify="left" if col in ("method", "route") else "right")

@@ -100,3 +100,34 @@ def test_on_postgresql_a_read_is_recorded_in_two_round_trips(engine, tmp_path):
     with engine.connect() as conn:
         assert conn.execute(select(AuditEventRow.event_id).where(AuditEventRow.event_id == event_id)).scalar_one() == event_id
         assert "p-1" in {r.patient_id for r in conn.execute(select(AuditPatientRow.patient_id))}
+
+
+def test_a_read_whose_record_fails_midway_leaves_nothing_and_frees_the_head(engine, monkeypatch):
+    """A failure between the pipelined head lock and the insert (here, building the
+    rows) rolls back: no event, the head free for the next record, and a pooled
+    connection back in its normal mode."""
+    trail = AuditTrail(engine, chains=1)
+    trail.record(_read_of("p-warm"))  # the one chain head exists from here on
+    with engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(AuditEventRow)).scalar_one()
+
+    def broken(*_args):
+        raise RuntimeError("rows could not be built")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(trail, "_rows", broken)
+        with pytest.raises(RuntimeError, match="rows could not be built"):
+            trail.record(_read_of("p-lost"))
+
+    # With one chain, a head still locked by the failed transaction would make this wait for ever.
+    done = threading.Event()
+    recorded: list[str] = []
+    worker = threading.Thread(target=lambda: (recorded.append(trail.record(_read_of("p-next"))), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(10), "the chain head stayed locked after the failed record"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(AuditEventRow)).scalar_one() == before + 1
+        assert "p-lost" not in {r.patient_id for r in conn.execute(select(AuditPatientRow.patient_id))}
+        if engine.dialect.name == "postgresql":
+            assert conn.connection.dbapi_connection.autocommit is False
+    assert trail.verify().ok

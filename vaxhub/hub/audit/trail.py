@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -268,10 +269,13 @@ class AuditTrail:
                     cur.execute(*recordset_insert([(t, r) for t, r in rows if r]), prepare=True)
                     cur.execute("COMMIT")
             except BaseException:
-                if pg.closed or pg.broken:
-                    conn.invalidate()  # SQLAlchemy did not see the failure: keep a dead connection out of the pool
-                else:
-                    pg.rollback()
+                try:
+                    if not (pg.closed or pg.broken):
+                        pg.rollback()
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    pass
+                if pg.closed or pg.broken or pg.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.invalidate()  # SQLAlchemy did not see the failure: keep this connection out of the pool
                 raise
             finally:
                 if not pg.closed:
