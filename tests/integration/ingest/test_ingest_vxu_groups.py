@@ -6,7 +6,8 @@ import threading
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from psycopg import pq
+from sqlalchemy import event, func, select
 
 from tests.hl7v2_messages import new_dose, vxu
 from vaxhub.hub.audit.listener import AuditListener
@@ -20,6 +21,7 @@ from vaxhub.hub.security.principal import SYSTEM, Principal
 from vaxhub.hub.security.scopes import parse_scopes
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow
+from vaxhub.hub.storage.engine import make_engine
 from vaxhub.hub.storage.store import FhirStore
 from vaxhub.hub.storage.tables import ResourceRow
 from vaxhub.hub.verification.enqueue import VerificationEnqueuer
@@ -144,3 +146,87 @@ def test_messages_posted_at_once_are_all_acknowledged_and_stored_once(client, en
     # Every message, stored in a group, alone, or answered as a copy, has its one AuditEvent.
     events = client.get("/fhir/AuditEvent", params={"subtype": "transaction", "_count": 100}).json()
     assert len(events.get("entry", [])) == len(texts)
+
+
+def _group_statements(engine, tmp_path, texts: list[str]) -> tuple[int, list]:
+    """Store `texts` as one group through a store on one connection; the
+    statements the group sent and its answers. On PostgreSQL they are counted
+    in libpq's protocol trace (one Bind or Query message each), so statements
+    sent on the driver's cursor directly count too."""
+    counted = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        # One audit chain: every group appends to the head the first one made.
+        store = FhirStore(counted, listeners=[AuditListener(AuditTrail(counted, chains=1)), VerificationEnqueuer(), LinkEnqueuer()])
+        groups = VxuGroups(store)
+        prepared = [_receiver(store, groups, "79001", f"req-{i}").prepare(text) for i, text in enumerate(texts)]
+        if counted.dialect.name != "postgresql":
+            sent: list[str] = []
+            listener = lambda _conn, _cursor, statement, *_args: sent.append(statement)  # noqa: E731
+            event.listen(counted, "before_cursor_execute", listener)
+            try:
+                answers = groups.store_all([p.queued for p in prepared])
+            finally:
+                event.remove(counted, "before_cursor_execute", listener)
+            return len(sent), answers
+        trace = tmp_path / f"protocol-{len(texts)}.txt"
+        with counted.connect() as conn:
+            pgconn = conn.connection.dbapi_connection.pgconn
+        with trace.open("w") as handle:
+            pgconn.trace(handle.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            try:
+                answers = groups.store_all([p.queued for p in prepared])
+            finally:
+                pgconn.untrace()
+        messages = [line.split("\t")[2] for line in trace.read_text().splitlines() if line.startswith("F\t")]
+        return sum(1 for m in messages if m in ("Bind", "Query")), answers
+    finally:
+        counted.dispose()
+
+
+def test_a_group_reads_and_writes_its_messages_together_whatever_their_number(audited, engine, tmp_path):
+    """A group's statements do not grow with its messages: their identifiers
+    and the stored people they match are read once, and their rows written in
+    one flush, while each message is still checked on its own."""
+    store, trail = audited
+    known = [f"0790920{i:05d}" for i in range(12)]
+    for i, cccd in enumerate(known):  # first doses, stored alone: the groups' people are then known
+        first = VxuReceiver(store, base="urn:test", guard=_site("79001")).receive(vxu(f"K-{i}", cccd=cccd, mrn=f"BN-K{i}", orders=[new_dose(f"IZ-K{i}")]))
+        assert first.code == "AA"
+
+    def messages(tag: str, people: list[str], new: int, block: int) -> list[str]:
+        second = [vxu(f"{tag}-{i}", cccd=cccd, mrn=f"BN-K{known.index(cccd)}", orders=[new_dose(f"IZ-{tag}{i}", date="20211001")])
+                  for i, cccd in enumerate(people)]
+        fresh = [vxu(f"{tag}-N{i}", cccd=f"07909{block}{i:06d}", mrn=f"BN-{tag}N{i}", orders=[new_dose(f"IZ-{tag}N{i}")]) for i in range(new)]
+        return second + fresh
+
+    # A first group makes the audit chain's head, as the first unit of a new database does.
+    _group_statements(engine, tmp_path, messages("W", [], 1, block=5))
+    small, small_answers = _group_statements(engine, tmp_path, messages("S", known[:2], 1, block=3))
+    large, large_answers = _group_statements(engine, tmp_path, messages("L", known[2:12], 5, block=4))
+    assert all(isinstance(a, StoredTogether) for a in small_answers + large_answers)
+    assert large == small, f"a group of 15 sent {large} statements, a group of 3 {small}"
+
+    immunizations = _stored(engine, "Immunization")
+    patients = {p["id"]: p for p in _stored(engine, "Patient")}
+    assert len(immunizations) == 12 + 1 + 3 + 15 and len(patients) == 12 + 1 + 1 + 5
+    by_order = {i["identifier"][0]["value"]: i for i in immunizations}
+    for i in range(12):  # each known person's second dose went to the Patient stored with the first
+        tag = "S" if i < 2 else "L"
+        assert by_order[f"IZ-{tag}{i if i < 2 else i - 2}"]["patient"] == by_order[f"IZ-K{i}"]["patient"]
+    assert trail.verify().ok
+
+
+def test_a_message_of_a_group_referring_to_nothing_stored_is_set_aside(audited, engine):
+    """References are checked message by message even though the rows go out
+    together: the group is stored without the message, which is refused alone."""
+    store, _trail = audited
+    groups = VxuGroups(store)
+    texts = [vxu(f"R-{i}", cccd=f"07909400{i:04d}", mrn=f"BN-R{i}", orders=[new_dose(f"IZ-R{i}")]) for i in range(3)]
+    prepared = [_receiver(store, groups, "79001", f"req-{i}").prepare(text) for i, text in enumerate(texts)]
+    broken = prepared[1].queued
+    immunization = next(e for e in broken.entries if e.rtype == "Immunization")
+    immunization.resource["location"] = {"reference": "Location/nowhere"}
+    answers = groups.store_all([p.queued for p in prepared])
+    assert isinstance(answers[0], StoredTogether) and isinstance(answers[2], StoredTogether) and answers[1] is ALONE
+    assert {i["identifier"][0]["value"] for i in _stored(engine, "Immunization")} == {"IZ-R0", "IZ-R2"}

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from vaxhub.hub.audit.group_commit import GroupCommit
 from vaxhub.hub.observability.metrics import HL7_MESSAGES_PER_UNIT, HL7_SET_ASIDE
 from vaxhub.hub.observability.request_context import bound_request_id
-from vaxhub.hub.operations.transaction import Entry, transaction_in
+from vaxhub.hub.operations.transaction import Entry, prefetch, transaction_in
 from vaxhub.hub.storage.import_tables import Hl7MessageRow
 from vaxhub.hub.storage.store import FhirStore, RetryableConflict, WriteGuard, Writer
 
@@ -131,6 +131,7 @@ class VxuGroups:
 
     def _unit(self, writer: Writer, messages: list[QueuedMessage]) -> dict[int, Answer]:
         earlier = _earlier_acks(writer, [m.key for m in messages])
+        prefetch(writer, [m.entries for m in messages if m.key not in earlier])
         answers: dict[int, Answer] = {}
         for message in messages:
             message.rewind()

@@ -204,11 +204,9 @@ def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], d
     mapping: dict[str, str] = {}
     matched: dict[int, Stored] = {}
     existing: list[Entry] = []
-    # One lookup for every identifier the bundle names: its conditions and the
-    # identifiers its resources will claim.
-    keys = [k for e in entries if e.criteria is not None and e.method in ("POST", "PUT") for k in (identifier_keys(e.criteria) or [])]
-    keys += [(e.rtype, system, value) for e in entries if e.resource is not None for system, value in claimed_identifiers(e.resource)]
-    writer.prefetch_claims(keys)
+    # One lookup for every identifier the bundle names (none when a unit
+    # holding several transactions has looked them all up: `prefetch`).
+    writer.prefetch_claims(_identifier_keys(entries))
     claimed_here: dict[tuple, str] = {}
     for e in sorted(entries, key=lambda x: ORDER.get(x.method, 9)):
         if e.method == "POST":
@@ -247,6 +245,29 @@ def _assign_ids(writer: Writer, entries: list[Entry]) -> tuple[dict[str, str], d
     for e in existing:
         matched[e.index] = writer.read(e.rtype, e.res_id)  # type: ignore[arg-type]
     return mapping, matched
+
+
+def _identifier_keys(entries: list[Entry]) -> list[tuple[str, str, str]]:
+    """Every identifier a transaction names: its conditions and the ones its resources will claim."""
+    keys = [k for e in entries if e.criteria is not None and e.method in ("POST", "PUT") for k in (identifier_keys(e.criteria) or [])]
+    keys += [(e.rtype, system, value) for e in entries if e.resource is not None for system, value in claimed_identifiers(e.resource)]
+    return keys
+
+
+def prefetch(writer: Writer, transactions: list[list[Entry]]) -> None:
+    """Look up, for transactions about to run in one unit, every identifier
+    they name and the stored resources their conditional creates will match:
+    two queries for the unit instead of two for each transaction."""
+    writer.prefetch_claims([k for entries in transactions for k in _identifier_keys(entries)])
+    owners = [
+        (e.rtype, owner)
+        for entries in transactions
+        for e in entries
+        if e.method == "POST" and e.criteria is not None
+        for key in identifier_keys(e.criteria) or []
+        if (owner := writer.claim_owner(key)) is not None
+    ]
+    writer.read_current_many(owners, lock=False)
 
 
 def _validate_unmatched(entries: list[Entry], matched: dict[int, Stored]) -> None:
@@ -358,12 +379,14 @@ def response_bundle(btype: str, entries: list[Entry], results: dict[int, EntryRe
 def transaction_in(writer: Writer, entries: list[Entry], base: str, on_unit: Callable[[Writer], None] | None = None) -> dict:
     """Run a parsed transaction's entries in a unit of work that holds others
     (several HL7 v2 messages stored together); returns its response Bundle.
-    The writer's guard and context must be the transaction's own."""
-    return response_bundle("transaction", entries, _transaction(writer, entries, base, None, on_unit), base)
+    The writer's guard and context must be the transaction's own. Its rows
+    are checked at its end and written with the unit's (unless it has a GET
+    entry, which must read them)."""
+    return response_bundle("transaction", entries, _transaction(writer, entries, base, None, on_unit, hold=True), base)
 
 
 def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None,
-                 on_unit: Callable[[Writer], None] | None = None) -> dict[int, EntryResult]:
+                 on_unit: Callable[[Writer], None] | None = None, *, hold: bool = False) -> dict[int, EntryResult]:
     if on_unit is not None:
         on_unit(writer)
     for e in entries:  # a retried unit starts from the Bundle as it was sent
@@ -391,7 +414,10 @@ def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader
         results[e.index] = _run_entry(writer, e, base)
     # GET entries run last, still inside the unit, so that what they read is in
     # the same audit record as what the transaction wrote.
-    writer.flush()
+    if hold and not any(e.method == "GET" for e in entries):
+        writer.check()
+    else:
+        writer.flush()
     for e in entries:
         if e.method == "GET":
             results[e.index] = _run_get(writer.store, e, base, reader, writer.context, writer.conn)

@@ -85,7 +85,7 @@ def insert_rows(conn: Connection, batches: Sequence[tuple[Target, list[dict[str,
 
     Every column is written: a key missing from a row is NULL, not the
     column's default (as with COPY)."""
-    batches = [(table, rows) for table, rows in batches if rows]
+    batches = merged(batches)
     if not batches:
         return
     if conn.dialect.name != "postgresql" or sum(len(rows) for _, rows in batches) > COPY_ABOVE_ROWS:
@@ -102,6 +102,19 @@ def insert_rows(conn: Connection, batches: Sequence[tuple[Target, list[dict[str,
         raise IntegrityError("INSERT … json_populate_recordset", None, exc) from exc
     finally:
         cursor.close()
+
+
+def merged(batches: Sequence[tuple[Target, list[dict[str, Any]]]]) -> list[tuple[Target, list[dict[str, Any]]]]:
+    """One pair per target, where it first appears, empty ones dropped: a
+    unit holding several requests (each handing its own ACK row, outbox
+    rows, AuditEvent) then sends one part per table, and PostgreSQL a
+    statement text that does not grow with the requests. An upsert's keys
+    are already named once per statement (see above), so its pairs merge too."""
+    out: dict[Target, list[dict[str, Any]]] = {}
+    for target, rows in batches:
+        if rows:
+            out.setdefault(target, []).extend(rows)
+    return list(out.items())
 
 
 def recordset_insert(batches: Sequence[tuple[Target, list[dict[str, Any]]]]) -> tuple[str, list[str]]:

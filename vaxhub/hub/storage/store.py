@@ -352,6 +352,8 @@ class Writer:
         self._claims: dict[tuple[str, str, str], _Pending] = {}
         self._claim_cache: dict[tuple[str, str, str], str | None] = {}
         self._locked: dict[tuple[str, str], Stored | None] = {}  # rows read_current_many read, each taken by one read
+        self._live: set[tuple[str, str]] = set()  # resources this unit read as stored and not deleted
+        self._claims_checked = 0  # buffered claims `check` has already looked up
         self._refs_to_check: list[tuple[str, str, str, str]] = []  # type, id, referring path, reference
         self.written: list[Stored] = []  # every version this unit stored, in order
         self._later: list[tuple[Table | Upsert, list[dict]]] = []  # listeners' rows, inserted at the next flush
@@ -375,6 +377,10 @@ class Writer:
 
     def _claim_owners(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
         return key_reads.claim_owners(self.conn, keys)
+
+    def claim_owner(self, key: tuple[str, str, str]) -> str | None:
+        """The stored owner of an identifier `prefetch_claims` looked up (None: free, or not looked up)."""
+        return self._claim_cache.get(key)
 
     def find(self, query: SearchQuery) -> list[tuple[str, str]]:
         """Ids matching a conditional request's criteria, counting this unit's own writes.
@@ -569,6 +575,7 @@ class Writer:
         )
         self._archive(current)
         self._delete_index(rtype, res_id)
+        self._live.discard((rtype, res_id))
         self._versions.append(self._version_row(rtype, res_id, version, "delete"))
         return WriteResult(204, self._written(Stored(rtype, res_id, version, self.now, None, "delete"), current))
 
@@ -578,12 +585,21 @@ class Writer:
 
     # -- flushing
 
+    def check(self) -> None:
+        """Check what was buffered since the last check (new identifiers free,
+        references resolving) and keep the rows buffered: a unit holding
+        several transactions checks each one at its end, so a failure is laid
+        on the transaction that caused it, and writes all their rows in one
+        statement when it flushes."""
+        self._verify_new_claims()
+        self._verify_references()
+        self._refs_to_check = []
+
     def flush(self) -> None:
         """Check pending claims and references, then write buffered rows."""
         if not self._resources and not self._versions and not self._refs_to_check and not self._later:
             return
-        self._verify_new_claims()
-        self._verify_references()
+        self.check()
         index = self._index
         try:
             insert_rows(self.conn, [
@@ -596,7 +612,7 @@ class Writer:
         except IntegrityError as exc:
             raise RetryableConflict("Another request stored the same identifier at the same time") from exc
         self._resources, self._versions, self._index = [], [], IndexRows()
-        self._refs_to_check, self._later = [], []
+        self._later, self._claims_checked = [], 0
 
     def insert_later(self, table: Table | Upsert, rows: list[dict]) -> None:
         """Rows of another table to insert (or upsert) with this unit's next flush (before it commits)."""
@@ -687,8 +703,11 @@ class Writer:
                 self._refs_to_check.append((*parsed, path, ref))
 
     def _verify_references(self) -> None:
-        """Every relative reference must name a stored (or in-request) resource."""
-        missing = [(t, i, p, r) for t, i, p, r in self._refs_to_check if (t, i) not in self._created]
+        """Every relative reference must name a stored (or in-request) resource.
+
+        One this unit already read as stored needs no second look, as a
+        reference is checked without a row lock either way."""
+        missing = [(t, i, p, r) for t, i, p, r in self._refs_to_check if (t, i) not in self._created and (t, i) not in self._live]
         if not missing:
             return
         found = key_reads.live_resources(self.conn, ((t, i) for t, i, _, _ in missing))
@@ -699,11 +718,13 @@ class Writer:
     def _verify_new_claims(self) -> None:
         # Keys this unit already looked up (conditional creates) need no second query;
         # a claim taken since then by a concurrent writer fails the insert instead.
-        unknown = [(c["res_type"], c["system"], c["value"]) for c in self._index.claims]
+        claims = self._index.claims[self._claims_checked:]
+        self._claims_checked = len(self._index.claims)
+        unknown = [(c["res_type"], c["system"], c["value"]) for c in claims]
         owners = self._claim_owners([k for k in unknown if k not in self._claim_cache])
         owners |= {k: v for k, v in self._claim_cache.items() if v is not None}
         issues = []
-        for claim in self._index.claims:
+        for claim in claims:
             key = (claim["res_type"], claim["system"], claim["value"])
             owner = owners.get(key)
             if owner and owner != claim["res_id"]:
@@ -748,6 +769,7 @@ class Writer:
         }
         for key in wanted:
             self._locked[key] = found.get(key)
+        self._live.update(key for key, stored in found.items() if not stored.deleted)
 
     def _lock_current(self, rtype: str, res_id: str) -> Stored | None:
         if (rtype, res_id) in self._locked:
