@@ -379,14 +379,12 @@ def response_bundle(btype: str, entries: list[Entry], results: dict[int, EntryRe
 def transaction_in(writer: Writer, entries: list[Entry], base: str, on_unit: Callable[[Writer], None] | None = None) -> dict:
     """Run a parsed transaction's entries in a unit of work that holds others
     (several HL7 v2 messages stored together); returns its response Bundle.
-    The writer's guard and context must be the transaction's own. Its rows
-    are checked at its end and written with the unit's (unless it has a GET
-    entry, which must read them)."""
-    return response_bundle("transaction", entries, _transaction(writer, entries, base, None, on_unit, hold=True), base)
+    The writer's guard and context must be the transaction's own."""
+    return response_bundle("transaction", entries, _transaction(writer, entries, base, None, on_unit), base)
 
 
 def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader | None = None,
-                 on_unit: Callable[[Writer], None] | None = None, *, hold: bool = False) -> dict[int, EntryResult]:
+                 on_unit: Callable[[Writer], None] | None = None) -> dict[int, EntryResult]:
     if on_unit is not None:
         on_unit(writer)
     for e in entries:  # a retried unit starts from the Bundle as it was sent
@@ -412,12 +410,15 @@ def _transaction(writer: Writer, entries: list[Entry], base: str, reader: Reader
             results[e.index] = EntryResult(200, stored)
             continue
         results[e.index] = _run_entry(writer, e, base)
-    # GET entries run last, still inside the unit, so that what they read is in
-    # the same audit record as what the transaction wrote.
-    if hold and not any(e.method == "GET" for e in entries):
-        writer.check()
-    else:
+    # Checked now, so that a failure is this transaction's even in a unit
+    # holding others; the rows go out with the unit's last flush, in one
+    # statement with its AuditEvent and outbox rows. GET entries run last,
+    # still inside the unit (what they read is in the same audit record as
+    # what the transaction wrote), and must read the rows: written first.
+    if any(e.method == "GET" for e in entries):
         writer.flush()
+    else:
+        writer.check()
     for e in entries:
         if e.method == "GET":
             results[e.index] = _run_get(writer.store, e, base, reader, writer.context, writer.conn)
