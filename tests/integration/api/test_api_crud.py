@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import event
+
 from tests.builders import CCCD, identifier_condition, immunization, patient
 
 
@@ -146,3 +148,32 @@ def test_patient_everything_returns_the_compartment(client):
     bundle = client.get(f"/fhir/Patient/{pid}/$everything").json()
     kinds = sorted(e["resource"]["resourceType"] for e in bundle["entry"])
     assert kinds == ["Immunization", "Immunization", "Patient"]
+
+
+def test_patient_everything_reads_the_resources_in_one_query(client, engine):
+    """The Patient comes with its compartment: no read of its own first."""
+    pid = _create(client, patient("079090077777"))["id"]
+    _create(client, immunization(f"Patient/{pid}", "E"))
+    reads: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if "FROM resource" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        bundle = client.get(f"/fhir/Patient/{pid}/$everything").json()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Patient", "Immunization"]
+    assert len(reads) == 1, reads
+
+
+def test_patient_everything_of_a_missing_or_deleted_patient_is_refused_as_its_read_is(client):
+    gone = _create(client, patient("079090088888"))["id"]
+    assert client.delete(f"/fhir/Patient/{gone}").status_code == 204
+    missing = client.get("/fhir/Patient/no-such-id/$everything")
+    deleted = client.get(f"/fhir/Patient/{gone}/$everything")
+    assert (missing.status_code, deleted.status_code) == (404, 410)
+    assert missing.json()["resourceType"] == deleted.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/fhir/Patient/{gone}").status_code == 410

@@ -157,8 +157,11 @@ def build_router(store: FhirStore, settings: Settings, trail: AuditTrail) -> API
         require(who, "Patient", "r")
         require(who, "Immunization", "s")
         audit.action = "operation"
-        _shown(who, _load(who, lambda: store.read("Patient", res_id)), audit)
         found = compartments_in_reach(store, res_id)  # a golden Patient reaches its linked records
+        # The Patient is in its own compartment; read alone only when it is not
+        # there, for the answer a missing or deleted record gets.
+        own = next((s for s in found if s.rtype == "Patient" and s.id == res_id), None)
+        _shown(who, own or _load(who, lambda: store.read("Patient", res_id)), audit)
         found.sort(key=lambda s: (s.rtype != "Patient", s.rtype, s.id))
         for s in found:
             audit.touched(s.rtype, s.id, s.version, s.content)

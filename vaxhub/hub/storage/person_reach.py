@@ -16,17 +16,19 @@ links and costs no extra round trip:
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Select, String, literal, select, union
+from sqlalchemy import BindParameter, Connection, Select, String, literal, select, union
 
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 
 RECORD = MpiRecordRow.__table__
 
 
-def golden_reach(patient_id: str) -> Select:
-    """Ids of the compartments a reference to `patient_id` reaches."""
+def golden_reach(patient_id: str | BindParameter) -> Select:
+    """Ids of the compartments a reference to `patient_id` (a value, or a
+    parameter of a statement built once) reaches."""
+    first = patient_id if isinstance(patient_id, BindParameter) else literal(patient_id, String)
     return union(
-        select(literal(patient_id, String).label("id")),
+        select(first.label("id")),
         select(RECORD.c.record_id).where(RECORD.c.person_id == patient_id),
     )
 

@@ -235,14 +235,16 @@ class FhirStore:
         """Everything in the compartments of the patients `patient_ids` selects, in one query."""
         return self._compartments(RESOURCE.c.patient_id.in_(patient_ids), types)
 
-    def _compartments(self, which: ColumnElement[bool], types: tuple[str, ...] | None) -> list[Stored]:
-        stmt = select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content).where(
-            which, RESOURCE.c.deleted.is_(False)
-        )
-        if types:
-            stmt = stmt.where(RESOURCE.c.res_type.in_(types))
+    def compartments_by(self, statement: Select, params: dict[str, Any]) -> list[Stored]:
+        """Run a statement `compartments_statement` built once (a request's
+        read then builds and hashes no SQL expression of its own)."""
         with self.reads.connect() as conn:
-            rows = conn.execute(stmt.order_by(RESOURCE.c.res_type, RESOURCE.c.res_id)).all()
+            rows = conn.execute(statement, params).all()
+        return [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
+
+    def _compartments(self, which: ColumnElement[bool], types: tuple[str, ...] | None) -> list[Stored]:
+        with self.reads.connect() as conn:
+            rows = conn.execute(compartments_statement(which, types)).all()
         return [Stored(r.res_type, r.res_id, r.version, r.last_updated, r.content) for r in rows]
 
     def _includes(self, conn: Connection, query: SearchQuery, found: list[Stored]) -> list[Stored]:
@@ -796,6 +798,16 @@ class Writer:
         if current.deleted:
             raise Gone(f"{rtype}/{res_id} was deleted")
         return current
+
+
+def compartments_statement(which: ColumnElement[bool], types: tuple[str, ...] | None = None) -> Select:
+    """The live resources of the compartments `which` selects, in a stable order."""
+    stmt = select(RESOURCE.c.res_type, RESOURCE.c.res_id, RESOURCE.c.version, RESOURCE.c.last_updated, RESOURCE.c.content).where(
+        which, RESOURCE.c.deleted.is_(False)
+    )
+    if types:
+        stmt = stmt.where(RESOURCE.c.res_type.in_(types))
+    return stmt.order_by(RESOURCE.c.res_type, RESOURCE.c.res_id)
 
 
 def _versions_with_content():
