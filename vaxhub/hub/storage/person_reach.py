@@ -16,7 +16,7 @@ links and costs no extra round trip:
 
 from __future__ import annotations
 
-from sqlalchemy import BindParameter, Connection, Select, String, literal, select, union
+from sqlalchemy import BindParameter, Connection, Select, String, bindparam, func, literal, select, union
 
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow
 
@@ -33,10 +33,12 @@ def golden_reach(patient_id: str | BindParameter) -> Select:
     )
 
 
-def person_compartment(patient_id: str) -> Select:
-    """Ids of the compartments of the person that `patient_id` belongs to."""
+def person_compartment(patient_id: str | BindParameter) -> Select:
+    """Ids of the compartments of the person that `patient_id` (a value, or a
+    parameter of a statement built once) belongs to."""
+    first = patient_id if isinstance(patient_id, BindParameter) else literal(patient_id, String)
     persons = union(
-        select(literal(patient_id, String).label("id")),
+        select(first.label("id")),
         select(RECORD.c.person_id).where(RECORD.c.record_id == patient_id, RECORD.c.person_id.is_not(None)),
     ).subquery()
     return union(
@@ -45,16 +47,22 @@ def person_compartment(patient_id: str) -> Select:
     )
 
 
+# Built once: a citizen's every request and certificate download asks them.
+_PERSON_COMPARTMENT = person_compartment(bindparam("record_id", type_=String))
+_PERSON_OF = func.coalesce(select(RECORD.c.person_id).where(RECORD.c.record_id == bindparam("record_id", type_=String)).scalar_subquery(),
+                           bindparam("record_id", type_=String))
+_PERSON_RECORDS = select(RECORD.c.record_id).where(RECORD.c.person_id == _PERSON_OF)
+
+
 def person_compartment_ids(conn: Connection, patient_id: str) -> frozenset[str]:
-    return frozenset(conn.execute(person_compartment(patient_id)).scalars())
+    return frozenset(conn.execute(_PERSON_COMPARTMENT, {"record_id": patient_id}).scalars())
 
 
 def linked_record_ids(conn: Connection, patient_id: str) -> list[str]:
     """The site Patients of the person `patient_id` belongs to (or is, for a
     golden id), `patient_id` first when it is one of them: what a certificate
-    counts the doses of."""
-    person = conn.execute(select(RECORD.c.person_id).where(RECORD.c.record_id == patient_id)).scalar() or patient_id
-    records = sorted(conn.execute(select(RECORD.c.record_id).where(RECORD.c.person_id == person)).scalars())
+    counts the doses of. One statement: the person, then its records."""
+    records = sorted(conn.execute(_PERSON_RECORDS, {"record_id": patient_id}).scalars())
     if patient_id in records:
         records.remove(patient_id)
         return [patient_id, *records]
