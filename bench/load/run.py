@@ -418,6 +418,12 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     for group, used in sorted(watcher.cpu.items(), key=lambda kv: -kv[1]):
         cpu.add_row(group, f"{used:,.0f}", f"{used / (os.cpu_count() * window):.0%}")
     console.print(cpu)
+    sent = sum(op.requests for op in operations if op.name != "Aggregated")
+    if sent and "locust (load generator)" in watcher.cpu:
+        # Locust's work per request does not change with the hub's code, so
+        # its CPU per request shows how fast this run's machine was.
+        console.print(f"locust's CPU per request (the machine's speed in this run; lower is faster): "
+                      f"{watcher.cpu['locust (load generator)'] / sent * 1000:.2f} ms")
     first, last = watcher.wal[0], watcher.wal[-1]
     if len(watcher.wal) > 1 and first is not None and last is not None and last.at > first.at:
         span, written = last.at - first.at, last.bytes - first.bytes

@@ -35,9 +35,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -165,27 +165,19 @@ class DatabaseWindows:
         self.engine = engine
         self._clock = clock
         self._sweep_seconds = sweep_seconds
-        self._insert = postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._count = _count_statement(postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert)
         self._swept = float("-inf")
 
     def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
-        stmt = self._insert(WINDOW).values(caller=caller, window_start=window_start, hits=1, expires_at=window_start + 2 * window_ms)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[WINDOW.c.caller, WINDOW.c.window_start], set_={"hits": WINDOW.c.hits + 1}
-        ).returning(WINDOW.c.hits)
         with write_transaction(self.engine) as conn:
-            current = conn.execute(stmt).scalar_one()
-            previous = conn.execute(
-                select(WINDOW.c.hits).where(WINDOW.c.caller == caller, WINDOW.c.window_start == window_start - window_ms)
-            ).scalar()
+            current = conn.execute(self._count, {"c": caller, "ws": window_start, "exp": window_start + 2 * window_ms}).scalar_one()
+            previous = conn.execute(_PREVIOUS, {"c": caller, "ws": window_start - window_ms}).scalar()
         self._sweep()
         return current, previous or 0
 
     def undo(self, caller: str, window_start: int) -> None:
         with write_transaction(self.engine) as conn:
-            conn.execute(
-                update(WINDOW).where(WINDOW.c.caller == caller, WINDOW.c.window_start == window_start).values(hits=WINDOW.c.hits - 1)
-            )
+            conn.execute(_UNDO, {"c": caller, "ws": window_start})
 
     def _sweep(self) -> None:
         if time.monotonic() - self._swept < self._sweep_seconds:
@@ -197,6 +189,17 @@ class DatabaseWindows:
         except SQLAlchemyError as exc:  # another process sweeping the same rows; the next sweep gets them
             log.info("rate-limit sweep skipped: %s", exc)
 
+
+# Built once, as every request runs them: building a statement and its cache
+# key costs more CPU than the database spends on the upsert.
+def _count_statement(insert_of: Callable) -> Any:
+    stmt = insert_of(WINDOW).values(caller=bindparam("c"), window_start=bindparam("ws"), hits=1, expires_at=bindparam("exp"))
+    return stmt.on_conflict_do_update(index_elements=[WINDOW.c.caller, WINDOW.c.window_start],
+                                      set_={"hits": WINDOW.c.hits + 1}).returning(WINDOW.c.hits)
+
+
+_PREVIOUS = select(WINDOW.c.hits).where(WINDOW.c.caller == bindparam("c"), WINDOW.c.window_start == bindparam("ws"))
+_UNDO = update(WINDOW).where(WINDOW.c.caller == bindparam("c"), WINDOW.c.window_start == bindparam("ws")).values(hits=WINDOW.c.hits - 1)
 
 _COUNT_SCRIPT = """
 local current = redis.call('INCR', KEYS[1])
