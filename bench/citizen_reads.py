@@ -34,12 +34,11 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
+from bench.databases import scratch_engine  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from tests.builders import immunization, patient  # noqa: E402
 from vaxhub.hub.mpi.reach import compartments_in_reach  # noqa: E402
-from vaxhub.hub.storage.engine import make_engine, upgrade  # noqa: E402
 from vaxhub.hub.storage.mpi_tables import MpiRecordRow  # noqa: E402
 from vaxhub.hub.storage.person_reach import golden_reach, linked_record_ids, person_compartment, person_compartment_ids  # noqa: E402
 from vaxhub.hub.storage.store import FhirStore  # noqa: E402
@@ -101,10 +100,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
 
-    url, drop = fresh_postgres_database(args.postgres_url, "vaxhub_citizen_reads")
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
+    with scratch_engine(args.postgres_url, "vaxhub_citizen_reads", keep=args.keep, say=console.print) as engine:
         store = FhirStore(engine)
         ids = []
         for n in range(args.people):
@@ -128,9 +124,6 @@ def main() -> int:
             _compare("the records a certificate counts (linked_record_ids)",
                      {"now: one statement built once": lambda pid: linked_record_ids(conn, pid),
                       "before: two statements built per request": lambda pid: _linked_before(conn, pid)}, picks, lambda a, b: a == b)
-    finally:
-        engine.dispose()
-        drop_unless_kept(drop, url, keep=args.keep, say=console.print)
     return 0
 
 

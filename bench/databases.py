@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Callable
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 
@@ -30,3 +32,19 @@ def drop_unless_kept(drop: Callable[[], None], url: str, *, keep: bool, say: Cal
         say(f"database kept: {url}")
     else:
         drop()
+
+
+@contextmanager
+def scratch_engine(admin_url: str, prefix: str, *, keep: bool, say: Callable[[str], None] = print) -> Iterator[Engine]:
+    """A migrated engine on a fresh database; disposed at the end, and the
+    database dropped unless `keep`."""
+    from vaxhub.hub.storage.engine import make_engine, upgrade  # the hub's settings for its engines
+
+    url, drop = fresh_postgres_database(admin_url, prefix)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        drop_unless_kept(drop, url, keep=keep, say=say)

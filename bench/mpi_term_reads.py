@@ -28,9 +28,8 @@ from rich.table import Table
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
+from bench.databases import scratch_engine  # noqa: E402
 from vaxhub.hub.mpi.frequencies import _LOAD, _LOAD_PAIRS, TOTAL, count_terms, load_frequencies, term_values  # noqa: E402
-from vaxhub.hub.storage.engine import make_engine, upgrade  # noqa: E402
 from vaxhub.identity.keys import match_keys  # noqa: E402
 from vaxhub.identity.population import generate_linkage_population  # noqa: E402
 from vaxhub.identity.scoring import _default_model  # noqa: E402
@@ -71,10 +70,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
 
-    url, drop = fresh_postgres_database(args.postgres_url, "vaxhub_mpiterms")
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
+    with scratch_engine(args.postgres_url, "vaxhub_mpiterms", keep=args.keep, say=console.print) as engine:
         started = time.perf_counter()
         population = generate_linkage_population(args.records, seed=7)
         records = [match_keys(r.patient) for r in population.records]
@@ -116,9 +112,6 @@ def main() -> int:
             table.add_row(name, f"{seconds[name] * 1000 / args.reads:.3f}", buffers[name])
         console.print(table)
         console.print(f"pairs / fields × values: {seconds['pairs'] / seconds['fields × values']:.2f} of the time")
-    finally:
-        engine.dispose()
-        drop_unless_kept(drop, url, keep=args.keep, say=console.print)
     return 0
 
 
