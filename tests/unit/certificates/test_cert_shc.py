@@ -103,6 +103,21 @@ def test_numeric_qr_round_trip_and_single_qr(card):
     assert "<svg" in shc.render_card_svg(qr_text)
 
 
+def test_numeric_qr_digits_are_exactly_the_specs():
+    # Every character the numeric mode carries, "-" (45) to "z" (122), is its ord − 45 in two digits.
+    every = "".join(chr(c) for c in range(45, 123))
+    assert shc.encode_numeric(every) == "shc:/" + "".join(f"{c - 45:02d}" for c in range(45, 123))
+    assert shc.decode_numeric(shc.encode_numeric(every)) == every
+    with pytest.raises(InputError, match="cannot be carried"):
+        shc.encode_numeric("abc,")  # "," is 44
+    with pytest.raises(MalformedInput, match="outside 00-77"):
+        shc.decode_numeric("shc:/565678")
+    with pytest.raises(MalformedInput, match="odd number"):
+        shc.decode_numeric("shc:/565")
+    with pytest.raises(MalformedInput):
+        shc.decode_numeric("shc:/56٣٤")  # Arabic-Indic digits match the pattern's \d but are not the spec's
+
+
 def test_qrcode_two_segment_symbol_is_smaller_than_segno(card):
     import segno
 
