@@ -19,6 +19,7 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -284,6 +285,14 @@ def _payload_from_bytes(header: dict[str, Any], body: bytes) -> dict[str, Any]:
         raise MalformedInput(f"card payload unreadable: {exc}") from exc
 
 
+@lru_cache(maxsize=1024)
+def _public_key(members: tuple[tuple[str, Any], ...]) -> tuple[Any, str | None]:
+    """An issuer's JWK as a key, and its thumbprint if it is a public EC key:
+    kept, as the same few keys verify every card."""
+    public = ECAlgorithm.from_jwk(json.dumps(dict(members)))
+    return public, shc_kid(public) if isinstance(public, ec.EllipticCurvePublicKey) else None
+
+
 def decode_card(jws: str) -> DecodedCard:
     """Header and payload of a card JWS, signature not checked."""
     try:
@@ -300,13 +309,15 @@ def verify_card(
     *,
     now: dt.datetime | None = None,
     expected_issuer: str | None = None,
+    decoded: DecodedCard | None = None,
 ) -> CardVerification:
     """Verify a card against the issuer's JWKS: the key with the header's
     `kid`, whose own thumbprint must equal that kid, an ES256 signature, a
     payload that inflates to a credential, `nbf` not in the future, `exp` (if
-    any) not past, and `iss` as expected."""
+    any) not past, and `iss` as expected. `decoded` is `decode_card(jws)`
+    when the caller has it already."""
     try:
-        card = decode_card(jws)
+        card = decoded or decode_card(jws)
     except MalformedInput as exc:
         return CardVerification(None, [exc.message])
     reasons: list[str] = []
@@ -320,11 +331,11 @@ def verify_card(
     if key_entry is None:
         reasons.append(f"no issuer key with kid {kid!r}")
     else:
-        public = ECAlgorithm.from_jwk(json.dumps({k: key_entry[k] for k in ("kty", "crv", "x", "y") if k in key_entry}))
+        public, thumbprint = _public_key(tuple((k, key_entry[k]) for k in ("kty", "crv", "x", "y") if k in key_entry))
         if not isinstance(public, ec.EllipticCurvePublicKey):
             reasons.append("issuer key is not a public EC key")
         else:
-            if shc_kid(public) != kid:
+            if thumbprint != kid:
                 reasons.append("the key's thumbprint does not match its kid")
             try:
                 jwt.api_jws.PyJWS().decode_complete(jws, key=public, algorithms=["ES256"])

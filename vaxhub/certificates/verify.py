@@ -368,7 +368,7 @@ def _verify_card(jws: str, trust: Trust, now: dt.datetime) -> VerificationReport
     reasons: list[str] = []
     chosen: dict[str, Any] | None = None
     for key in candidates:
-        reasons = shc.verify_card(jws, {"keys": [key]}, now=now).reasons
+        reasons = shc.verify_card(jws, {"keys": [key]}, now=now, decoded=card).reasons
         if not any(_card_code(r) in _SIGNATURE_CODES for r in reasons):
             chosen = key
             break
