@@ -88,6 +88,21 @@ def test_tampered_card_is_refused(card, es256_signer, now):
     assert not result.valid
 
 
+def test_a_card_whose_signature_or_algorithm_was_changed_is_refused(card, es256_signer, now):
+    jwks = shc.issuer_jwks([es256_signer])
+    header, body, signature = card.split(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    other_r = base64.urlsafe_b64encode(bytes([raw[0] ^ 1]) + raw[1:]).rstrip(b"=").decode()
+    short = base64.urlsafe_b64encode(raw[:40]).rstrip(b"=").decode()
+    for changed in (other_r, short):
+        assert shc.verify_card(f"{header}.{body}.{changed}", jwks, now=now).reasons == ["bad signature"]
+    # The header re-signed by no one: HS256 claimed, the ES256 signature kept.
+    claimed = {**_b64url_json(header), "alg": "HS256"}
+    forged = base64.urlsafe_b64encode(json.dumps(claimed).encode()).rstrip(b"=").decode()
+    reasons = shc.verify_card(f"{forged}.{body}.{signature}", jwks, now=now).reasons
+    assert "algorithm 'HS256' is not ES256" in reasons and "signature not verified: only ES256 is accepted" in reasons
+
+
 def test_card_not_yet_valid_or_wrong_issuer_is_refused(card, es256_signer, now):
     jwks = shc.issuer_jwks([es256_signer])
     assert not shc.verify_card(card, jwks, now=now - dt.timedelta(days=1)).valid
