@@ -341,10 +341,14 @@ def verify_card(
     if key_entry is None:
         reasons.append(f"no issuer key with kid {kid!r}")
     else:
-        public, thumbprint = _public_key(tuple((k, key_entry[k]) for k in ("kty", "crv", "x", "y") if k in key_entry))
-        if not isinstance(public, ec.EllipticCurvePublicKey):
+        try:
+            public, thumbprint = _public_key(tuple((k, key_entry[k]) for k in ("kty", "crv", "x", "y") if k in key_entry))
+        except (TypeError, ValueError, jwt.exceptions.PyJWTError) as exc:  # a trusted list's key that is no key at all
+            public, thumbprint = None, None
+            reasons.append(f"issuer key unreadable: {exc}")
+        if public is not None and not isinstance(public, ec.EllipticCurvePublicKey):
             reasons.append("issuer key is not a public EC key")
-        else:
+        elif public is not None:
             if thumbprint != kid:
                 reasons.append("the key's thumbprint does not match its kid")
             if header.get("alg") != "ES256":

@@ -103,6 +103,13 @@ def test_a_card_whose_signature_or_algorithm_was_changed_is_refused(card, es256_
     assert "algorithm 'HS256' is not ES256" in reasons and "signature not verified: only ES256 is accepted" in reasons
 
 
+def test_a_trusted_key_that_is_no_key_refuses_the_card_with_a_reason(card, es256_signer, now):
+    (key,) = shc.issuer_jwks([es256_signer])["keys"]
+    for broken in ({**key, "x": "AAAA"}, {**key, "x": "a"}, {**key, "x": ["not", "text"]}, {**key, "kty": "RSA"}):
+        reasons = shc.verify_card(card, {"keys": [broken]}, now=now).reasons
+        assert any(r.startswith(("issuer key unreadable", "issuer key is not")) for r in reasons), (broken, reasons)
+
+
 def test_card_not_yet_valid_or_wrong_issuer_is_refused(card, es256_signer, now):
     jwks = shc.issuer_jwks([es256_signer])
     assert not shc.verify_card(card, jwks, now=now - dt.timedelta(days=1)).valid

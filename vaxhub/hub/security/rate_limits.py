@@ -190,8 +190,8 @@ class DatabaseWindows:
             log.info("rate-limit sweep skipped: %s", exc)
 
 
-# Built once, as every request runs them: building a statement and its cache
-# key costs more CPU than the database spends on the upsert.
+# Built once, as every request runs them: building the statements and their
+# cache keys was about half of a count's client CPU (bench/rate_limits.py).
 def _count_statement(insert_of: Callable) -> Any:
     stmt = insert_of(WINDOW).values(caller=bindparam("c"), window_start=bindparam("ws"), hits=1, expires_at=bindparam("exp"))
     return stmt.on_conflict_do_update(index_elements=[WINDOW.c.caller, WINDOW.c.window_start],
