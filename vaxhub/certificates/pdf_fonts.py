@@ -4,8 +4,8 @@ fpdf2 parses the whole TrueType file on every `add_font` and cuts it down to
 the glyphs used on every `output`; for DejaVu Sans (about 6,000 glyphs in
 each of two styles) that is most of a certificate's drawing time. Nearly
 every certificate needs only Latin letters and Vietnamese's, so each process
-cuts both fonts down once, at its first certificate, to `CUT_TO` (about 770
-glyphs): drawing then takes about half the CPU. A document with any other
+cuts both fonts down once (`prepare`, or its first certificate) to `CUT_TO`
+(about 770 glyphs): drawing then takes about half the CPU. A document with any other
 character (a Greek or Cyrillic name) is drawn with the full fonts, so no
 letter DejaVu has is ever lost. The cut files live in a temporary folder
 named after the process, removed when it exits; a process that ends without
@@ -39,6 +39,13 @@ CUT_TO = frozenset(chain(
 _lock = threading.Lock()
 _full: dict[str, Path] = {}
 _cut: dict[str, Path] = {}
+
+
+def prepare() -> None:
+    """Cut the fonts now. A serving process does it at start-up: cutting
+    takes about a second of CPU, which its first certificate download would
+    otherwise pay, at the moment many first downloads arrive together."""
+    font_files("")
 
 
 def font_files(text: str) -> dict[str, Path]:

@@ -1,4 +1,5 @@
-"""Garbage-collector settings of the serving processes (vaxhub.hub.gc_tuning).
+"""What a serving process does at start-up (vaxhub.hub.asgi): its garbage
+collector's settings (vaxhub.hub.gc_tuning) and the certificate fonts.
 
 Each check runs in a child interpreter: freezing the heap is process-wide, and
 pytest's own process must keep collecting its tests' garbage.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from vaxhub.certificates.pdf_fonts import STYLES
 from vaxhub.hub.gc_tuning import parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,11 +59,16 @@ def test_settling_freezes_the_start_up_heap_and_still_collects_cycles():
     assert seen["cycle_freed"]
 
 
-def test_the_served_app_settles_its_heap_at_start_up(tmp_path):
-    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data"),
-           "VAXHUB_GC_THRESHOLDS": "30000,12,80"}
+def _served_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Settings for `create_app` on a migrated SQLite database of its own."""
+    env = {"VAXHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "VAXHUB_DATA_DIR": str(tmp_path / "data"), **extra}
     assert subprocess.run([sys.executable, "-m", "vaxhub.hub.cli", "db", "upgrade"], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, timeout=120).returncode == 0
+    return env
+
+
+def test_the_served_app_settles_its_heap_at_start_up(tmp_path):
+    env = _served_env(tmp_path, VAXHUB_GC_THRESHOLDS="30000,12,80")
     seen = _run("""
         import gc, json
         from fastapi.testclient import TestClient
@@ -76,3 +83,21 @@ def test_the_served_app_settles_its_heap_at_start_up(tmp_path):
     assert seen["built"]["frozen"] == 0, "building the app alone must not freeze (tests build many)"
     assert seen["started"]["threshold"] == [30000, 12, 80]
     assert seen["started"]["frozen"] > 10_000
+
+
+def test_the_served_app_cuts_the_certificate_fonts_before_its_first_request(tmp_path):
+    seen = _run("""
+        import json
+        from pathlib import Path
+        from fastapi.testclient import TestClient
+        from vaxhub.certificates import pdf_fonts
+        from vaxhub.hub.asgi import create_app
+        app = create_app()
+        built = dict(pdf_fonts._cut)
+        with TestClient(app):   # start-up only: no request is made
+            started = {style: str(path) for style, path in pdf_fonts._cut.items()}
+            exist = all(Path(path).stat().st_size > 0 for path in started.values())
+        print(json.dumps({"built": len(built), "started": started, "exist": exist}))
+    """, _served_env(tmp_path))
+    assert seen["built"] == 0, "building the app alone must not cut them (tests build many)"
+    assert sorted(seen["started"]) == sorted(STYLES) and seen["exist"]
