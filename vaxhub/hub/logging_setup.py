@@ -155,8 +155,8 @@ def configure_logging(fmt: str = "text", level: str = "INFO", *, stream: TextIO 
     logging.getLogger("vaxhub.access").setLevel(logging.INFO if fmt == "json" or level.upper() == "DEBUG" else logging.WARNING)
     # The HTTP client logs every registry call at INFO (with the person's number
     # in the URL); the hub's own metrics and logs already count those calls.
-    # fontTools logs every table and glyph name it cuts at INFO: about 120 kB
-    # each time a process cuts the certificate fonts (`pdf_fonts.prepare`).
+    # fontTools logs every table and glyph name it cuts at INFO: 130 kB when a
+    # process cuts the certificate fonts, 15 kB for each PDF drawn.
     for name in ("httpx", "httpcore", "fontTools"):
         logging.getLogger(name).setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
     if fmt == "json":
