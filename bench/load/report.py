@@ -165,6 +165,16 @@ def peak_rate(samples: list[Sample], window: float = 10.0) -> float:
     return best
 
 
+def rate_after(samples: list[Sample], since: float) -> float | None:
+    """Immunizations stored per second from the first sample at or after
+    `since` to the last one; None without two such samples. Beside the whole
+    load's rate it shows what the ramp costs."""
+    later = [s for s in samples if s.at >= since]
+    if len(later) < 2 or later[-1].at <= later[0].at:
+        return None
+    return (later[-1].immunizations - later[0].immunizations) / (later[-1].at - later[0].at)
+
+
 def first_behind(samples: list[Sample], started: float, lag_seconds: float) -> dict[str, float | None]:
     """Seconds into the load when each outbox's oldest waiting job was first older than `lag_seconds`."""
     found: dict[str, float | None] = {"verification outbox": None, "MPI link outbox": None}

@@ -388,6 +388,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     lines = [
         ("Immunizations stored during the load", f"{stored:,}"),
         ("Immunization writes/s sustained (stored ÷ load time)", f"{rate:,.1f}"),
+        ("the same after the first minute (not graded: the ramp's cost)",
+         f"{after:,.1f}" if (after := report.rate_after(samples, started + 60)) is not None else "—"),
         ("peak over 10 s", f"{report.peak_rate(samples):,.1f}"),
         ("offered (plan)", f"{plan['rate']:,.0f}/s"),
         ("share of doses for new people", f"{plan['new_share']:.2f}"),

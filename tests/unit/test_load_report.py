@@ -3,7 +3,8 @@ so a run whose reads were starved by slow answers cannot pass on writes alone.""
 
 from __future__ import annotations
 
-from bench.load.report import Operation, delivered
+from bench.load.probes import Sample
+from bench.load.report import Operation, delivered, rate_after
 
 PACING = {"SiteBundleUser": 0.5, "VxuSenderUser": 1.0, "HealthBookUser": 2.0, "VerifierUser": 1.0}
 USERS = {"SiteBundleUser": 10, "VxuSenderUser": 10, "HealthBookUser": 10, "VerifierUser": 10}
@@ -23,3 +24,16 @@ def test_each_kind_is_its_operations_over_the_window_beside_its_plan():
 def test_a_run_of_one_kind_is_judged_on_that_kind_only():
     got = delivered([_op("verify QR", 950)], PACING, USERS, 100.0, "VerifierUser")
     assert got == {"VerifierUser": (9.5, 10.0)}
+
+
+def _stored(at: float, immunizations: int) -> Sample:
+    return Sample(at=at, immunizations=immunizations, verification_queued=0, verification_oldest_s=0, link_queued=0,
+                  link_oldest_s=0, goldens_stale=0, db_active=0, db_waiting_lock=0)
+
+
+def test_the_rate_after_the_ramp_starts_at_the_first_sample_past_it():
+    # 100/s while users start, 500/s after: the whole load's rate hides the second.
+    samples = [_stored(0, 0), _stored(30, 3_000), _stored(61, 18_500), _stored(91, 33_500), _stored(121, 48_500)]
+    assert rate_after(samples, 60) == 500.0
+    assert rate_after(samples, 0) == 48_500 / 121
+    assert rate_after(samples, 100) is None  # one sample left: no rate
