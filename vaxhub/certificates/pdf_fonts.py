@@ -5,9 +5,9 @@ the glyphs used on every `output`; for DejaVu Sans (about 6,000 glyphs in
 each of two styles) that is most of a certificate's drawing time. Nearly
 every certificate needs only Latin letters and Vietnamese's, so each process
 cuts both fonts down once (`prepare`, or its first certificate) to `CUT_TO`
-(about 770 glyphs): drawing then takes about half the CPU. A document with any other
-character (a Greek or Cyrillic name) is drawn with the full fonts, so no
-letter DejaVu has is ever lost. The cut files live in a temporary folder
+(about 770 glyphs): drawing then takes about half the CPU. A document with
+any other character (a Greek or Cyrillic name) is drawn with the full fonts,
+so no letter DejaVu has is ever lost. The cut files live in a temporary folder
 named after the process, removed when it exits; a process that ends without
 running its exit handlers (killed, or a server's worker leaving through
 `os._exit`) leaves its folder behind, and the next process to cut the fonts
