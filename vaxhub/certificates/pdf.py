@@ -77,6 +77,12 @@ class _Page(FPDF):
         super().__init__(orientation="P", unit="mm", format="A4")
         for style, path in fonts.items():
             self.add_font(FONT_FAMILY, style, path)
+        for font in self.fonts.values():
+            # fpdf2 cuts each font to the glyphs drawn and saves the cut; by
+            # default fontTools then recomputes every glyph's bounding box,
+            # decompiling and recompiling each one (a quarter of a PDF's CPU).
+            # A cut leaves glyphs as they are, so the boxes stored are right.
+            font.ttfont.recalcBBoxes = False
         self.set_auto_page_break(auto=False)
         self.set_margins(18, 16, 18)
 

@@ -130,3 +130,53 @@ def test_font_folders_of_processes_that_are_gone_are_removed_and_live_ones_kept(
         (folder / "DejaVuSans.ttf").write_bytes(b"cut")
     assert sweep_left_behind(tmp_path) == 1
     assert not gone.exists() and mine.exists() and other.exists()
+
+
+def _embedded_fonts(pdf: bytes) -> list:
+    """Each font file embedded in the PDF, opened with fontTools."""
+    from fontTools import ttLib
+
+    fonts = []
+    for font in PdfReader(io.BytesIO(pdf)).pages[0]["/Resources"]["/Font"].values():
+        descendant = font.get_object()["/DescendantFonts"][0].get_object()
+        data = descendant["/FontDescriptor"]["/FontFile2"].get_object().get_data()
+        fonts.append(ttLib.TTFont(io.BytesIO(data)))
+    return fonts
+
+
+@pytest.mark.parametrize("full_name", ["Đặng Thị Ngọc Hà", "Иван Петров"], ids=["cut fonts", "full fonts"])
+def test_every_embedded_glyph_keeps_the_box_of_the_font_it_came_from(document, full_name):
+    """fpdf2 is told not to recompute boxes when it cuts a font to the glyphs
+    drawn: each glyph must keep the box its source file gives it, and the
+    font's box must still hold them all."""
+    from dataclasses import replace
+
+    from fontTools import ttLib
+
+    from vaxhub.certificates.pdf_fonts import font_files
+
+    sources = {style: ttLib.TTFont(path) for style, path in font_files(full_name).items()}
+    fonts = _embedded_fonts(render_certificate_pdf(replace(document, full_name=full_name)))
+    assert sorted(f["OS/2"].usWeightClass >= 600 for f in fonts) == [False, True]
+    for font in fonts:
+        source = sources["B" if font["OS/2"].usWeightClass >= 600 else ""]
+        source_names, source_glyf = source.getBestCmap(), source["glyf"]
+        glyf, head = font["glyf"], font["head"]
+        drawn = {c: name for c, name in font.getBestCmap().items() if glyf[name].numberOfContours != 0}
+        assert len(drawn) > 20
+        for character, name in drawn.items():
+            box = (glyf[name].xMin, glyf[name].yMin, glyf[name].xMax, glyf[name].yMax)
+            was = source_glyf[source_names[character]]
+            assert box == (was.xMin, was.yMin, was.xMax, was.yMax), chr(character)
+            assert head.xMin <= box[0] and head.yMin <= box[1] and box[2] <= head.xMax and box[3] <= head.yMax, chr(character)
+
+
+def test_the_cut_fonts_embed_without_hinting_or_layout_tables(document):
+    """Both are dead weight in the PDF; without them a certificate is about
+    two-thirds the size (36 kB with the instructions)."""
+    pdf = render_certificate_pdf(document)
+    for font in _embedded_fonts(pdf):
+        assert not {"fpgm", "prep", "cvt ", "GSUB", "GPOS", "GDEF"} & set(font.keys())
+        glyf = font["glyf"]
+        assert all(not getattr(glyf[name], "program", None) or not glyf[name].program.getBytecode() for name in font.getGlyphOrder())
+    assert len(pdf) < 28_000
