@@ -42,6 +42,12 @@ class Settings(BaseSettings):
                     "more wait in its event loop. A few per core spends less CPU on switching between them.",
     )
     sql_echo: bool = False
+    pdf_process: bool = Field(
+        True,
+        description="A served API process draws certificate PDFs in a child process of its own, at a lower CPU "
+                    "priority (vaxhub.certificates.pdf_process); false draws them on its request threads.",
+    )
+    pdf_nice: int = Field(10, ge=0, le=19, description="Niceness added to the certificate PDF process.")
     gc_thresholds: str = Field(
         "50000,20,100",
         description="Cyclic garbage collector thresholds of the long-running processes (API workers, outbox workers), "

@@ -80,6 +80,14 @@ RESTART_AFTER_SECONDS = 5
 # -- the hub's processes --------------------------------------------------------------
 
 
+def _is_pdf_process(pid: int) -> bool:
+    """An API process's certificate PDF child (vaxhub.certificates.pdf_process)."""
+    try:
+        return "vaxhub.certificates.pdf_process" in psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class Hub:
     registries: Managed
@@ -177,8 +185,11 @@ class Watcher:
                 return [pid, *(c.pid for c in proc.children(recursive=True))]
             except psutil.NoSuchProcess:
                 return []
+        api = tree(self.hub.api.managed.pid)
+        pdfs = [pid for pid in api if _is_pdf_process(pid)]
         groups = {
-            "API (vaxhub serve)": tree(self.hub.api.managed.pid),
+            "API (vaxhub serve)": [pid for pid in api if pid not in pdfs],
+            "API's certificate PDF processes (niced)": pdfs,
             "verification workers": [p for m in self.hub.verification if m.alive() for p in tree(m.pid)],
             "MPI link workers": [p for m in self.hub.linking if m.alive() for p in tree(m.pid)],
             "registry simulators": tree(self.hub.registries.pid),

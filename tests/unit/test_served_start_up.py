@@ -1,5 +1,6 @@
 """What a serving process does at start-up (vaxhub.hub.asgi): its garbage
-collector's settings (vaxhub.hub.gc_tuning) and the certificate fonts.
+collector's settings (vaxhub.hub.gc_tuning) and the certificate PDF process
+or, without one, the certificate fonts.
 
 Each check runs in a child interpreter: freezing the heap is process-wide, and
 pytest's own process must keep collecting its tests' garbage.
@@ -85,7 +86,31 @@ def test_the_served_app_settles_its_heap_at_start_up(tmp_path):
     assert seen["started"]["frozen"] > 10_000
 
 
-def test_the_served_app_cuts_the_certificate_fonts_before_its_first_request(tmp_path):
+def test_the_served_app_draws_pdfs_in_a_niced_child_that_ends_with_it(tmp_path):
+    seen = _run("""
+        import json, os
+        from pathlib import Path
+        from fastapi.testclient import TestClient
+        from vaxhub.certificates import pdf_fonts
+        from vaxhub.hub.asgi import create_app
+        app = create_app()
+        pdfs = app.state.certificates.pdfs
+        built = pdfs.pid
+        with TestClient(app):   # start-up only: no request is made
+            child = pdfs.pid
+            nice = os.getpriority(os.PRIO_PROCESS, child)
+            cut_here = len(pdf_fonts._cut)
+        status = Path(f"/proc/{child}/status")
+        print(json.dumps({"built": built, "child": child, "nice": nice, "own_nice": os.getpriority(os.PRIO_PROCESS, 0),
+                          "cut_here": cut_here, "after": status.exists() and "State:\tZ" not in status.read_text()}))
+    """, _served_env(tmp_path, VAXHUB_PDF_NICE="7"))
+    assert seen["built"] is None, "building the app alone must not start it (tests build many)"
+    assert seen["child"] and seen["nice"] == min(19, seen["own_nice"] + 7)
+    assert seen["cut_here"] == 0, "the child cuts the fonts; the API process need not"
+    assert not seen["after"], "shutting down ends the PDF process"
+
+
+def test_without_a_pdf_process_the_served_app_cuts_the_fonts_before_its_first_request(tmp_path):
     seen = _run("""
         import json
         from pathlib import Path
@@ -97,7 +122,9 @@ def test_the_served_app_cuts_the_certificate_fonts_before_its_first_request(tmp_
         with TestClient(app):   # start-up only: no request is made
             started = {style: str(path) for style, path in pdf_fonts._cut.items()}
             exist = all(Path(path).stat().st_size > 0 for path in started.values())
-        print(json.dumps({"built": len(built), "started": started, "exist": exist}))
-    """, _served_env(tmp_path))
+            child = app.state.certificates.pdfs.pid
+        print(json.dumps({"built": len(built), "started": started, "exist": exist, "child": child}))
+    """, _served_env(tmp_path, VAXHUB_PDF_PROCESS="false"))
     assert seen["built"] == 0, "building the app alone must not cut them (tests build many)"
     assert sorted(seen["started"]) == sorted(STYLES) and seen["exist"]
+    assert seen["child"] is None

@@ -190,3 +190,28 @@ def test_a_certificate_counts_the_doses_of_every_record_linked_to_the_person(cer
     for pid in (first, second):
         body = certs.issue(pid, headers=certs.operator(), override_reason="second site's record has no CCCD") if pid == second else certs.issue(pid)
         assert (body["status"], body["dose_number"], body["total_doses"]) == ("green", 2, 2), pid
+
+
+def test_a_served_process_draws_the_pdf_in_its_pdf_process_and_keeps_it(certs, an):
+    """`vaxhub serve` starts each API process's PDF process (vaxhub.hub.asgi);
+    here it is started in the test app's event loop the same way."""
+    pdfs = certs.app.state.certificates.pdfs
+    certs.raw.portal.call(pdfs.start)
+    try:
+        uvci = certs.issue(an)["uvci"]
+        hc1 = certs.download(uvci, "dcc.txt").text
+        first = certs.download(uvci, "certificate.pdf")
+        latest = certs.raw.get(f"/certificates/patients/{an}/latest/certificate.pdf", headers=certs.site)
+        missing = certs.raw.get(f"/certificates/{uvci}x/certificate.pdf", headers=certs.site)
+        drawn = pdfs.drawn_in_child
+    finally:
+        certs.raw.portal.call(pdfs.stop)
+    assert drawn == 1, "drawn once, in the PDF process; the second download is the kept drawing"
+    assert latest.status_code == 200 and latest.content == first.content
+    assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
+    page = PdfReader(io.BytesIO(first.content)).pages[0]
+    assert "Nguyễn Văn An" in page.extract_text()
+    (image,) = page.images
+    assert [r.text for r in zxingcpp.read_barcodes(image.image)] == [hc1]
+    events, _ = certs.app.state.audit.search(patient=an, action="read")
+    assert sum("certificate.pdf" in (e.get("outcomeDesc") or "") for e in events) == 2

@@ -127,6 +127,27 @@ def test_citizen_gets_and_downloads_their_certificate(web, two_people, browser_c
     assert browser_client.get("/portal/certificate/ddcc.json").status_code == 404  # not offered by the portal
 
 
+def test_a_served_portal_draws_the_pdf_in_the_pdf_process(web, two_people, browser_client, sms):
+    """As `vaxhub serve` does (vaxhub.hub.asgi), in the browser client's event loop."""
+    an, _ = two_people
+    pdfs = web.app.state.certificates.pdfs
+    browser_client.portal.call(pdfs.start)
+    try:
+        record = portal_sign_in(browser_client, sms, "Nguyễn Văn An", "1990-03-04", "0912345678")
+        browser_client.post("/portal/certificate", data={"csrf": csrf_token(record.text)}, follow_redirects=False)
+        pdf = browser_client.get("/portal/certificate/certificate.pdf")
+        other = browser_client.get("/portal/certificate/ddcc.json")
+        drawn = pdfs.drawn_in_child
+    finally:
+        browser_client.portal.call(pdfs.stop)
+    assert pdf.status_code == 200 and "attachment" in pdf.headers["content-disposition"]
+    assert "Nguyễn Văn An" in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert drawn == 1
+    assert other.status_code == 404 and "text/html" in other.headers["content-type"]
+    events, _ = web.app.state.audit.search(patient=an, action="read")
+    assert any("certificate.pdf from the citizen portal" in (e.get("outcomeDesc") or "") for e in events)
+
+
 def test_certificate_is_refused_clearly_before_the_identity_is_verified(web, browser_client, sms):
     web.person(AN, [("208", "2021-08-02")], phone="0912345678")
     record = portal_sign_in(browser_client, sms, "Nguyễn Văn An", "1990-03-04", "0912345678")

@@ -18,7 +18,7 @@ before the response leaves. Errors are OperationOutcomes with 4xx.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -33,7 +33,7 @@ from vaxhub.errors import Forbidden, InvalidResource, Issue, MalformedInput, Not
 from vaxhub.fhir.outcome import status_for
 from vaxhub.hub.api.access import interaction, principal, recorded
 from vaxhub.hub.audit.trail import AuditTrail, Interaction, outcome_for_status
-from vaxhub.hub.certificates.downloads import DOWNLOADS, StoredCertificate, render_download
+from vaxhub.hub.certificates.downloads import DOWNLOADS, PDF, StoredCertificate, render_download, render_download_served
 from vaxhub.hub.certificates.issuance import CERTIFICATES_ROLE
 from vaxhub.hub.certificates.linked_records import linked_patient_ids
 from vaxhub.hub.certificates.service import CARD_ISSUER_PATH, CertificateService
@@ -166,12 +166,18 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
     audited = Depends(interaction)
 
     def _download(cert: StoredCertificate, name: str, audit: Interaction) -> Response:
+        _audit_download(cert, name, audit)
+        body, media_type = render_download(cert, name, cache=service.renders)
+        return _answer(cert, name, body, media_type, audit)
+
+    def _audit_download(cert: StoredCertificate, name: str, audit: Interaction) -> None:
         if name not in DOWNLOADS:
             raise NotFound(f"no download {name!r}; one of {', '.join(sorted(DOWNLOADS))}")
         audit.action = "read"
         audit.touched("Patient", cert.patient_id, None, {"resourceType": "Patient"})
         audit.description = f"downloaded {cert.uvci} as {name}"
-        body, media_type = render_download(cert, name, cache=service.renders)
+
+    def _answer(cert: StoredCertificate, name: str, body: bytes, media_type: str, audit: Interaction) -> Response:
         disposition = "attachment" if name in ATTACHMENTS else "inline"
         filename = f"{cert.uvci.rsplit(':', 1)[-1][:12].lower()}-{name}"
         return recorded(trail, audit, Response(body, media_type=media_type, headers={**NO_STORE, "Content-Disposition": f'{disposition}; filename="{filename}"'}))
@@ -207,9 +213,12 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
         return recorded(trail, audit, JSONResponse({"patient": patient_id, "certificates": [c.summary() for c in service.for_patient(patient_id)]}, headers=NO_STORE))
 
     @router.get("/patients/{patient_id}/latest/{name}", summary="Download the person's latest valid certificate")
-    def latest(patient_id: str, name: str, who: Principal = caller, audit: Interaction = audited) -> Response:
-        require_patient_access(who, patient_id, store)
-        return _download(service.latest(patient_id), name, audit)
+    async def latest(patient_id: str, name: str, who: Principal = caller, audit: Interaction = audited) -> Response:
+        def find() -> StoredCertificate:
+            require_patient_access(who, patient_id, store)
+            return service.latest(patient_id)
+
+        return await _serve_download(find, name, audit)
 
     @router.post("/verify", summary="Verify a certificate: QR text (JSON {qr}, text/plain) or a QR image (multipart field `image`, or an image body)")
     async def verify(request: Request, _who: Principal = caller, audit: Interaction = audited) -> JSONResponse:
@@ -272,9 +281,22 @@ def build_router(service: CertificateService, store: FhirStore, trail: AuditTrai
         audit.touched("Patient", cert.patient_id, None, {"resourceType": "Patient"})
         return JSONResponse(cert.summary(), headers=NO_STORE)
 
+    async def _serve_download(find: Callable[[], StoredCertificate], name: str, audit: Interaction) -> Response:
+        if name != PDF or not service.pdfs.started:
+            return await run_in_threadpool(lambda: _download(find(), name, audit))  # one trip to a request thread
+
+        def found() -> StoredCertificate:
+            cert = find()
+            _audit_download(cert, name, audit)
+            return cert
+
+        cert = await run_in_threadpool(found)
+        body, media_type = await render_download_served(cert, name, cache=service.renders, pdfs=service.pdfs)
+        return await run_in_threadpool(_answer, cert, name, body, media_type, audit)
+
     @router.get("/{uvci}/{name}", summary="Download a certificate: " + ", ".join(sorted(DOWNLOADS)))
-    def download(uvci: str, name: str, who: Principal = caller, audit: Interaction = audited) -> Response:
-        return _download(_certificate_for(who, uvci), name, audit)
+    async def download(uvci: str, name: str, who: Principal = caller, audit: Interaction = audited) -> Response:
+        return await _serve_download(lambda: _certificate_for(who, uvci), name, audit)
 
     return router
 

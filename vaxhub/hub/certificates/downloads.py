@@ -22,11 +22,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from starlette.concurrency import run_in_threadpool
+
 from vaxhub.certificates import dcc, shc
 from vaxhub.certificates.pdf import CertificateDocument, PdfDose, render_certificate_pdf
+from vaxhub.certificates.pdf_process import PdfProcess
 from vaxhub.hub.rest_after_failure import RestAfterFailure
 
 TEXT = "text/plain; charset=utf-8"
+PDF = "certificate.pdf"
 
 
 @dataclass(frozen=True)
@@ -69,27 +73,26 @@ def _instant(moment: dt.datetime) -> str:
     return moment.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _pdf(cert: StoredCertificate, qr_png: bytes | None = None) -> bytes:
+def pdf_document(cert: StoredCertificate, qr_png: bytes | None = None) -> CertificateDocument:
+    """What the certificate PDF shows of an issuance."""
     d = cert.details
     doses = [
         PdfDose(x["number"], dt.date.fromisoformat(x["date"]), x["vaccine"], x.get("lot"), x.get("place"))
         for x in d["doses"]
     ]
-    return render_certificate_pdf(
-        CertificateDocument(
-            full_name=d["full_name"],
-            name_icao=d["name_icao"],
-            birth_date=d["birth_date"],
-            identifier=d.get("identifier"),
-            doses=doses,
-            complete=d["complete"],
-            certificate_id=cert.uvci,
-            issuer=d.get("issuer") or "Bộ Y tế / Ministry of Health of Viet Nam",
-            issued_at=cert.issued_at.replace(tzinfo=dt.timezone.utc),
-            expires_at=cert.expires_at.replace(tzinfo=dt.timezone.utc),
-            qr_text=cert.artefacts["dcc"],
-            qr_png=qr_png,
-        )
+    return CertificateDocument(
+        full_name=d["full_name"],
+        name_icao=d["name_icao"],
+        birth_date=d["birth_date"],
+        identifier=d.get("identifier"),
+        doses=doses,
+        complete=d["complete"],
+        certificate_id=cert.uvci,
+        issuer=d.get("issuer") or "Bộ Y tế / Ministry of Health of Viet Nam",
+        issued_at=cert.issued_at.replace(tzinfo=dt.timezone.utc),
+        expires_at=cert.expires_at.replace(tzinfo=dt.timezone.utc),
+        qr_text=cert.artefacts["dcc"],
+        qr_png=qr_png,
     )
 
 
@@ -105,7 +108,7 @@ DOWNLOADS: dict[str, tuple[str, Builder]] = {
     "shc.png": ("image/png", lambda c, _drawn: shc.render_card_png(shc.encode_numeric(c.artefacts["shc"]))),
     "card.smart-health-card": (shc.FILE_MEDIA_TYPE, lambda c, _drawn: shc.card_file([c.artefacts["shc"]])),
     "ddcc.json": ("application/fhir+json", lambda c, _drawn: c.artefacts["ddcc"]),
-    "certificate.pdf": ("application/pdf", lambda c, drawn: _pdf(c, drawn("dcc.png"))),
+    PDF: ("application/pdf", lambda c, drawn: render_certificate_pdf(pdf_document(c, drawn("dcc.png")))),
 }
 
 
@@ -227,3 +230,26 @@ def render_download(cert: StoredCertificate, name: str, *, cache: RenderCache | 
     if cache is not None and name in _DRAWN:
         cache.put(key, body)
     return body, media_type
+
+
+async def render_download_served(cert: StoredCertificate, name: str, *, cache: RenderCache | None, pdfs: PdfProcess) -> tuple[bytes, str]:
+    """`render_download` for a route of a served process, from its event loop.
+
+    A PDF not drawn before is drawn by `pdfs` (its child process once
+    started) while the request waits in the event loop, holding none of the
+    request threads; the caches and everything else run on a request thread."""
+    if name != PDF or not pdfs.started:
+        return await run_in_threadpool(render_download, cert, name, cache=cache)
+    body, qr_png = await run_in_threadpool(_kept_pdf_or_its_qr, cert, cache)
+    if body is None:
+        body = await pdfs.draw(pdf_document(cert, qr_png))
+        if cache is not None:
+            await run_in_threadpool(cache.put, (cert.uvci, PDF), body)
+    return body, DOWNLOADS[PDF][0]
+
+
+def _kept_pdf_or_its_qr(cert: StoredCertificate, cache: RenderCache | None) -> tuple[bytes | None, bytes | None]:
+    """(the PDF, None) when it was drawn before; else (None, the QR image it shows)."""
+    if cache is not None and (body := cache.get((cert.uvci, PDF))) is not None:
+        return body, None
+    return None, render_download(cert, "dcc.png", cache=cache)[0]

@@ -7,6 +7,7 @@ import datetime as dt
 from itertools import groupby
 from sqlalchemy import Engine, Select, bindparam, select
 
+from vaxhub.certificates.pdf_process import PdfProcess
 from vaxhub.certificates.verify import VerificationReport, verify_text
 from vaxhub.errors import NotFound
 from vaxhub.hub.audit.trail import AuditTrail, Interaction
@@ -37,6 +38,7 @@ class CertificateService:
         self.issuer = CertificateIssuer(engine, store, self.keys, trail)
         self.trust = CertificateTrust(engine, self.keys, country=settings.cert_country)
         self.renders = render_cache(settings.redis_url)  # drawn QR images and PDFs, by issuance
+        self.pdfs = PdfProcess(nice=settings.pdf_nice)  # started by a served process (vaxhub.hub.asgi)
 
     def card_issuer(self, root: str) -> str:
         """SHC `iss`: the setting, else the public root (or the request's) + /shc."""

@@ -20,8 +20,8 @@ from starlette.responses import RedirectResponse, Response
 
 from vaxhub.errors import AuthenticationFailed, InvalidResource, NotFound, VaxhubError
 from vaxhub.fhir.outcome import status_for
-from vaxhub.hub.audit.trail import SERIOUS_FAILURE, SUCCESS, outcome_for_status
-from vaxhub.hub.certificates.downloads import render_download
+from vaxhub.hub.audit.trail import SERIOUS_FAILURE, SUCCESS, Interaction, outcome_for_status
+from vaxhub.hub.certificates.downloads import StoredCertificate, render_download_served
 from vaxhub.hub.security.login_audit import record_login
 from vaxhub.hub.security.person_scope import scoped_to_person
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
@@ -163,17 +163,22 @@ def build_router(web: WebContext) -> APIRouter:
         return _see_other("/portal/record#certificate")
 
     @router.get("/certificate/{name}")
-    def download(name: str, request: Request) -> Response:
-        who = signed_in(request)
-        if name not in PORTAL_DOWNLOADS:
-            raise NotFound(f"no download {name!r}")
-        patient = own_patient(web.store, who)
-        certificate = web.certificates.latest(patient.id)
-        audit = web.interaction(request, "read", who)
-        audit.touched("Patient", patient.id, patient.version, patient.content)
-        audit.description = f"downloaded {certificate.uvci} as {name} from the citizen portal"
-        body, media_type = render_download(certificate, name, cache=web.certificates.renders)
-        web.trail.record(audit)
+    async def download(name: str, request: Request) -> Response:
+        def found() -> tuple[StoredCertificate, Interaction]:
+            who = signed_in(request)
+            if name not in PORTAL_DOWNLOADS:
+                raise NotFound(f"no download {name!r}")
+            patient = own_patient(web.store, who)
+            certificate = web.certificates.latest(patient.id)
+            audit = web.interaction(request, "read", who)
+            audit.touched("Patient", patient.id, patient.version, patient.content)
+            audit.description = f"downloaded {certificate.uvci} as {name} from the citizen portal"
+            return certificate, audit
+
+        certificate, audit = await run_in_threadpool(found)
+        service = web.certificates
+        body, media_type = await render_download_served(certificate, name, cache=service.renders, pdfs=service.pdfs)
+        await run_in_threadpool(web.trail.record, audit)
         filename = f"{certificate.uvci.rsplit(':', 1)[-1][:12].lower()}-{name}"
         return Response(body, media_type=media_type, headers={
             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
