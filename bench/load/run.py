@@ -88,6 +88,29 @@ def _is_pdf_process(pid: int) -> bool:
         return False
 
 
+def _pdf_children(pid: int) -> list[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children() if _is_pdf_process(child.pid)]
+    except psutil.Error:
+        return []
+
+
+def _still_running(pids: list[int], seconds: float) -> list[int]:
+    """Those of `pids` still running (not gone, not a zombie) after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        running = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    running.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)
+
+
 @dataclass
 class Hub:
     registries: Managed
@@ -154,6 +177,8 @@ class KillLog:
     api_killed: int | None = None
     api_killed_at: float | None = None
     api_respawn_seconds: float | None = None
+    api_pdf_processes: list[int] = field(default_factory=list)  # the killed worker's PDF children …
+    api_pdf_processes_left: list[int] = field(default_factory=list)  # … still running 10 s after the kill
     worker_killed: str | None = None
     worker_killed_at: float | None = None
     worker_restarted_at: float | None = None
@@ -234,9 +259,11 @@ class Watcher:
         begin = time.time()
         if self.stop.wait(seconds / 3):
             return
+        self.kills.api_pdf_processes = _pdf_children(sorted(self.hub.api.worker_pids())[0])  # the one about to be killed
         pid = self.hub.api.kill_one_worker()
         self.kills.api_killed, self.kills.api_killed_at = pid, time.time() - begin
         self.kills.api_respawn_seconds = self.hub.api.wait_respawn(pid)
+        self.kills.api_pdf_processes_left = _still_running(self.kills.api_pdf_processes, 10)
         if self.stop.wait(max(0.0, seconds / 2 - (time.time() - begin))):
             return
         target = self.hub.verification[0]
@@ -475,6 +502,9 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         k = watcher.kills
         checks.append((f"API worker {k.api_killed} killed at {k.api_killed_at or 0:.0f} s, respawned in "
                        f"{k.api_respawn_seconds or 0:.1f} s", k.api_respawn_seconds is not None))
+        if k.api_pdf_processes:
+            checks.append((f"its certificate PDF process ended with it ({len(k.api_pdf_processes) - len(k.api_pdf_processes_left)} "
+                           f"of {len(k.api_pdf_processes)} within 10 s)", not k.api_pdf_processes_left))
         checks.append((f"{k.worker_killed} killed at {k.worker_killed_at or 0:.0f} s and restarted at {k.worker_restarted_at or 0:.0f} s",
                        k.worker_restarted_at is not None))
         held = probes.verification_states(watcher.engine, k.leases_held)
