@@ -49,20 +49,28 @@ def _ended(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
-def test_a_started_process_draws_in_a_child_niced_below_its_parent(document):
-    async def scenario() -> dict:
-        pdfs = PdfProcess(nice=5)
-        await pdfs.start()
+def _with_started(work, pdfs: PdfProcess | None = None):
+    """`work(pdfs)` in an event loop of its own, `pdfs` (by default a new
+    PdfProcess) started before and stopped after."""
+    async def scenario():
+        process = pdfs or PdfProcess()
+        await process.start()
         try:
-            pid = pdfs.pid
-            pdf = await pdfs.draw(document)
-            seen = {"pid": pid, "nice": os.getpriority(os.PRIO_PROCESS, pid), "drawn": pdfs.drawn_in_child, "text": _text(pdf)}
+            return await work(process)
         finally:
-            await pdfs.stop()
-        seen["ended"] = _ended(pid)
-        return seen
+            await process.stop()
 
-    seen = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_started_process_draws_in_a_child_niced_below_its_parent(document):
+    async def work(pdfs: PdfProcess) -> dict:
+        pid = pdfs.pid
+        pdf = await pdfs.draw(document)
+        return {"pid": pid, "nice": os.getpriority(os.PRIO_PROCESS, pid), "drawn": pdfs.drawn_in_child, "text": _text(pdf)}
+
+    seen = _with_started(work, PdfProcess(nice=5))
+    seen["ended"] = _ended(seen["pid"])
     assert seen["pid"] not in (None, os.getpid())
     assert seen["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
     assert seen["drawn"] == 1
@@ -73,57 +81,42 @@ def test_a_started_process_draws_in_a_child_niced_below_its_parent(document):
 def test_several_requests_at_once_each_get_their_own_pdf(document):
     names = ["Nguyễn Văn An", "Lê Thị Hoa", "Phạm Minh Đức", "Võ Thị Sáu"]
 
-    async def scenario() -> list[str]:
-        pdfs = PdfProcess()
-        await pdfs.start()
-        try:
-            drawn = await asyncio.gather(*(pdfs.draw(replace(document, full_name=n)) for n in names))
-        finally:
-            await pdfs.stop()
+    async def work(pdfs: PdfProcess) -> list[str]:
+        drawn = await asyncio.gather(*(pdfs.draw(replace(document, full_name=n)) for n in names))
         return [_text(pdf) for pdf in drawn]
 
-    for name, text in zip(names, asyncio.run(scenario()), strict=True):
+    for name, text in zip(names, _with_started(work), strict=True):
         assert name in text and all(other not in text for other in names if other != name)
 
 
 def test_a_child_that_died_is_replaced_by_the_next_pdf(document):
-    async def scenario() -> dict:
-        pdfs = PdfProcess()
-        await pdfs.start()
-        try:
-            first = pdfs.pid
-            os.kill(first, signal.SIGKILL)
-            await asyncio.sleep(0.2)
-            pdf = await pdfs.draw(document)
-            return {"first": first, "second": pdfs.pid, "restarts": pdfs.restarts, "drawn": pdfs.drawn_in_child, "text": _text(pdf)}
-        finally:
-            await pdfs.stop()
+    async def work(pdfs: PdfProcess) -> dict:
+        first = pdfs.pid
+        os.kill(first, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        pdf = await pdfs.draw(document)
+        return {"first": first, "second": pdfs.pid, "restarts": pdfs.restarts, "drawn": pdfs.drawn_in_child, "text": _text(pdf)}
 
-    seen = asyncio.run(scenario())
+    seen = _with_started(work)
     assert "Trần Thị Hương" in seen["text"]
     assert seen["second"] not in (None, seen["first"])
     assert seen["restarts"] == 1 and seen["drawn"] == 1
 
 
 def test_a_child_that_dies_drawing_costs_no_pdf(document):
-    async def scenario() -> dict:
-        pdfs = PdfProcess()
-        await pdfs.start()
-        try:
-            first = pdfs.pid
-            os.kill(first, signal.SIGSTOP)  # holds the document it is sent, unanswered …
-            drawing = asyncio.create_task(pdfs.draw(document))
-            await asyncio.sleep(0.2)
-            assert not drawing.done()
-            os.kill(first, signal.SIGKILL)  # … and dies with it
-            pdf = await drawing  # drawn in this process instead
-            after = await pdfs.draw(replace(document, full_name="Lê Thị Hoa"))  # by a new child
-            return {"first": first, "second": pdfs.pid, "restarts": pdfs.restarts, "drawn": pdfs.drawn_in_child,
-                    "texts": [_text(pdf), _text(after)]}
-        finally:
-            await pdfs.stop()
+    async def work(pdfs: PdfProcess) -> dict:
+        first = pdfs.pid
+        os.kill(first, signal.SIGSTOP)  # holds the document it is sent, unanswered …
+        drawing = asyncio.create_task(pdfs.draw(document))
+        await asyncio.sleep(0.2)
+        assert not drawing.done()
+        os.kill(first, signal.SIGKILL)  # … and dies with it
+        pdf = await drawing  # drawn in this process instead
+        after = await pdfs.draw(replace(document, full_name="Lê Thị Hoa"))  # by a new child
+        return {"first": first, "second": pdfs.pid, "restarts": pdfs.restarts, "drawn": pdfs.drawn_in_child,
+                "texts": [_text(pdf), _text(after)]}
 
-    seen = asyncio.run(scenario())
+    seen = _with_started(work)
     assert "Trần Thị Hương" in seen["texts"][0] and "Lê Thị Hoa" in seen["texts"][1]
     assert seen["second"] not in (None, seen["first"])
     assert seen["restarts"] == 1 and seen["drawn"] == 1
@@ -132,35 +125,25 @@ def test_a_child_that_dies_drawing_costs_no_pdf(document):
 def test_a_child_that_cannot_start_is_given_up_after_a_few_tries(document):
     """A child that ends at once (as a broken install's would) costs no PDF,
     and after `GIVE_UP_AFTER` deaths in a row the API process stops starting new ones."""
-    async def scenario() -> dict:
-        pdfs = PdfProcess(command=(sys.executable, "-c", "pass"))
-        await pdfs.start()
-        try:
-            texts = [_text(await pdfs.draw(document)) for _ in range(PdfProcess.GIVE_UP_AFTER + 2)]
-            return {"texts": texts, "restarts": pdfs.restarts, "given_up": pdfs.given_up, "drawn": pdfs.drawn_in_child}
-        finally:
-            await pdfs.stop()
+    async def work(pdfs: PdfProcess) -> dict:
+        texts = [_text(await pdfs.draw(document)) for _ in range(PdfProcess.GIVE_UP_AFTER + 2)]
+        return {"texts": texts, "restarts": pdfs.restarts, "given_up": pdfs.given_up, "drawn": pdfs.drawn_in_child}
 
-    seen = asyncio.run(scenario())
+    seen = _with_started(work, PdfProcess(command=(sys.executable, "-c", "pass")))
     assert all("Trần Thị Hương" in text for text in seen["texts"])
     assert seen["given_up"] and seen["drawn"] == 0
     assert seen["restarts"] == PdfProcess.GIVE_UP_AFTER - 1  # the first child, then one per death until giving up
 
 
 def test_a_document_that_cannot_be_drawn_raises_and_the_child_goes_on(document):
-    async def scenario() -> dict:
-        pdfs = PdfProcess()
-        await pdfs.start()
-        try:
-            pid = pdfs.pid
-            with pytest.raises(RuntimeError, match="could not be drawn") as refused:
-                await pdfs.draw(replace(document, qr_png=b"not an image"))
-            pdf = await pdfs.draw(document)
-            return {"same_child": pdfs.pid == pid, "restarts": pdfs.restarts, "text": _text(pdf), "error": str(refused.value)}
-        finally:
-            await pdfs.stop()
+    async def work(pdfs: PdfProcess) -> dict:
+        pid = pdfs.pid
+        with pytest.raises(RuntimeError, match="could not be drawn"):
+            await pdfs.draw(replace(document, qr_png=b"not an image"))
+        pdf = await pdfs.draw(document)
+        return {"same_child": pdfs.pid == pid, "restarts": pdfs.restarts, "text": _text(pdf)}
 
-    seen = asyncio.run(scenario())
+    seen = _with_started(work)
     assert seen["same_child"] and seen["restarts"] == 0
     assert "Trần Thị Hương" in seen["text"]
 
