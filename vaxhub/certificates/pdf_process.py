@@ -17,7 +17,8 @@ arrive on its stdin and PDFs leave on its stdout, each a pickle after its
 length (4 bytes, big-endian), one at a time. It ends when its stdin closes:
 when the API process stops it or dies, however it dies. When the child dies
 the PDF it was drawing is drawn in the API process, on a request thread, and
-the next PDF starts a new child.
+the next PDF starts a new child; a document the child fails to draw is drawn
+there too, so the request gets the error it would get without a child.
 """
 
 from __future__ import annotations
@@ -95,9 +96,13 @@ class PdfProcess:
         if answer is None:
             return await anyio.to_thread.run_sync(render_certificate_pdf, document)  # within the request threads' limit
         drawn, body = answer
-        if not drawn:
-            raise RuntimeError(f"the certificate PDF could not be drawn: {body}")
-        return body
+        if drawn:
+            return body
+        # Drawn again here, where the error is raised for the request as it
+        # would be without a child, unless it was the child's alone (code on
+        # disk replaced since this process started, say).
+        log.warning("the certificate PDF process could not draw a document (%s); drawing it in the API process", body)
+        return await anyio.to_thread.run_sync(render_certificate_pdf, document)
 
     async def _exchange(self, frame: bytes) -> tuple[bool, bytes | str] | None:
         """The child's answer to `frame`; None when the child died on it."""
