@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,7 +52,9 @@ def _ended(pid: int) -> bool:
 
 def _with_started(work, pdfs: PdfProcess | None = None):
     """`work(pdfs)` in an event loop of its own, `pdfs` (by default a new
-    PdfProcess) started before and stopped after."""
+    PdfProcess) started before and stopped after. The loop runs in a thread
+    of its own: the browser tests' Playwright keeps a loop running in the
+    main thread of the worker that ran them."""
     async def scenario():
         process = pdfs or PdfProcess()
         await process.start()
@@ -60,7 +63,8 @@ def _with_started(work, pdfs: PdfProcess | None = None):
         finally:
             await process.stop()
 
-    return asyncio.run(scenario())
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, scenario()).result()
 
 
 def test_a_started_process_draws_in_a_child_niced_below_its_parent(document):
