@@ -139,7 +139,10 @@ class PdfProcess:
         )
         # Niced from here, before its first instruction: the child's own start
         # (imports, cutting the fonts) is the first thing to yield.
-        os.setpriority(os.PRIO_PROCESS, child.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
+        try:
+            os.setpriority(os.PRIO_PROCESS, child.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
+        except ProcessLookupError:
+            pass  # it ended already; the first document finds out
         return child
 
 
