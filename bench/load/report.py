@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,21 @@ def first_slow_moment(csv_prefix: Path, started_epoch: float, names: tuple[str, 
             if at >= warm_up and row["Name"] in names and _number(row.get("95%")) > p95_ms:
                 return at
     return None
+
+
+def p95_by_minute(csv_prefix: Path, started_epoch: float, names: tuple[str, ...]) -> dict[str, list[float]]:
+    """For each operation of `names`, the median over each minute of the load
+    of the p95 locust reports for its rolling window (a window every few
+    seconds, so one slow moment does not stand for its minute)."""
+    path = Path(f"{csv_prefix}_stats_history.csv")
+    minutes: dict[str, dict[int, list[float]]] = {name: {} for name in names}
+    if path.exists():
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                at, p95 = _number(row["Timestamp"]) - started_epoch, _number(row.get("95%"))
+                if row["Name"] in minutes and at >= 0 and p95 > 0:
+                    minutes[row["Name"]].setdefault(int(at // 60), []).append(p95)
+    return {name: [statistics.median(by[m]) for m in sorted(by)] for name, by in minutes.items()}
 
 
 @dataclass

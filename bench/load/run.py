@@ -486,6 +486,9 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     else:
         console.print("nothing fell behind: no outbox job waited over "
                       f"{BEHIND_SECONDS} s and the writes' p95 stayed under {WRITE_P95_MS} ms")
+    for name, medians in report.p95_by_minute(run_dir / "locust", started, report.WRITES).items():
+        console.print(f"p95 {name} by minute (median of locust's rolling windows, ms): "
+                      + (", ".join(f"{m:,.0f}" for m in medians) or "none"))
 
     checks = [
         (f"Immunization writes/s ≥ {args.target:,.0f} sustained", rate >= args.target),

@@ -4,7 +4,7 @@ so a run whose reads were starved by slow answers cannot pass on writes alone.""
 from __future__ import annotations
 
 from bench.load.probes import Sample
-from bench.load.report import Operation, delivered, rate_after
+from bench.load.report import Operation, delivered, p95_by_minute, rate_after
 
 PACING = {"SiteBundleUser": 0.5, "VxuSenderUser": 1.0, "HealthBookUser": 2.0, "VerifierUser": 1.0}
 USERS = {"SiteBundleUser": 10, "VxuSenderUser": 10, "HealthBookUser": 10, "VerifierUser": 10}
@@ -37,3 +37,18 @@ def test_the_rate_after_the_ramp_starts_at_the_first_sample_past_it():
     assert rate_after(samples, 60) == 500.0
     assert rate_after(samples, 0) == 48_500 / 121
     assert rate_after(samples, 100) is None  # one sample left: no rate
+
+
+def test_the_p95_by_minute_is_the_median_of_each_minutes_windows(tmp_path):
+    started = 1_700_000_000
+    rows = ["Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%"]
+    windows = [(-5, "bundle", "900"),  # before the load: not counted
+               (10, "bundle", "400"), (20, "bundle", "2000"), (30, "bundle", "500"), (40, "vxu", "300"),
+               (70, "bundle", "N/A"),  # no request in that window
+               (75, "bundle", "700"), (85, "bundle", "800"), (95, "Aggregated", "5000")]
+    for at, name, p95 in windows:
+        rows.append(f"{started + at},10,POST,{name},1,0,1,1,1,1,1,{p95},1,1")
+    (tmp_path / "locust_stats_history.csv").write_text("\n".join(rows) + "\n")
+    got = p95_by_minute(tmp_path / "locust", started, ("bundle", "vxu"))
+    assert got == {"bundle": [500.0, 750.0], "vxu": [300.0]}
+    assert p95_by_minute(tmp_path / "elsewhere", started, ("bundle",)) == {"bundle": []}
