@@ -19,6 +19,10 @@ when the API process stops it or dies, however it dies. When the child dies
 the PDF it was drawing is drawn in the API process, on a request thread, and
 the next PDF starts a new child; a document the child fails to draw is drawn
 there too, so the request gets the error it would get without a child.
+
+A plain subprocess with pipes, not `multiprocessing`: its spawned children
+import the parent's main module again (the whole command line, or whatever
+program serves the app), and its pools answer threads, not the event loop.
 """
 
 from __future__ import annotations
