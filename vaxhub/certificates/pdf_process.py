@@ -80,6 +80,8 @@ class PdfProcess:
         self._started = True
 
     async def stop(self) -> None:
+        """End the child, letting it finish a PDF it is drawing; later PDFs
+        are drawn on a request thread."""
         self._started = False
         child, self._child = self._child, None
         if child is None or child.returncode is not None:
@@ -92,6 +94,7 @@ class PdfProcess:
             await child.wait()
 
     async def draw(self, document: CertificateDocument) -> bytes:
+        """The PDF of `document`, from the child when there is one."""
         if not self._started or self.given_up:
             return await anyio.to_thread.run_sync(render_certificate_pdf, document)
         # Shielded: a request abandoned by its client must not leave an answer
