@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     rate_limit_backend: Literal["database", "redis", "memory"] = Field(
         "database", description="Where the rate-limit counters live: the database or Redis (shared by every hub process), or memory (one process, tests)."
     )
+    rate_limit_local_share: bool = Field(
+        True, description="Far from a caller's limit, each process allows the caller's requests itself and sends their count every half "
+        "second, instead of asking the shared counter per request; a caller may then pass its burst by up to a twentieth of it per process.")
     redis_url: str | None = Field(None, description="Redis URL (redis://host:6379/0): the Redis rate-limit backend, and the drawn certificate downloads every API process shares.")
     # Operations: logs and metrics.
     log_format: Literal["json", "text"] | None = Field(None, description="Log lines as JSON objects or text; default json in production, text in development.")

@@ -98,7 +98,8 @@ def build_app(
     app.state.clients = clients
     app.state.audit = trail
     app.state.rate_limiter = build_rate_limiter(
-        settings.rate_limit_backend, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst, engine=engine, redis_url=settings.redis_url
+        settings.rate_limit_backend, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst, engine=engine, redis_url=settings.redis_url,
+        local_share=settings.rate_limit_local_share,
     )
     app.router.on_startup.append(lambda: _limit_request_threads(settings.api_threads))
     install_handlers(app)

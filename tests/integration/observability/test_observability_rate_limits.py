@@ -4,7 +4,10 @@ Redis outage lets requests through rather than failing them."""
 
 from __future__ import annotations
 
+import time
 import uuid
+
+import pytest
 
 from sqlalchemy import func, select
 
@@ -20,15 +23,15 @@ def _statuses_alternating(first, second, headers, count: int) -> list[int]:
     return [(first if n % 2 == 0 else second).get("/fhir/Patient", headers=headers).status_code for n in range(count)]
 
 
-def _two_processes_share(engine, tmp_path, sms, **limit) -> tuple[list[int], object]:
+def _two_processes_share(engine, tmp_path, sms, burst: int = BURST, **limit) -> tuple[list[int], object]:
     """Two apps, each with its own engine on the same database, as two hub processes."""
     other_engine = make_engine(engine.url.render_as_string(hide_password=False), pool_size=2)
     client_id = f"busy-site-{uuid.uuid4().hex[:8]}"  # fresh counters in Redis, which outlives the test
     try:
-        settings = dict(rate_limit_per_second=0.5, rate_limit_burst=BURST, **limit)
+        settings = dict(rate_limit_per_second=0.5, rate_limit_burst=burst, **limit)
         with hub_app(engine, tmp_path / "data", sms, **settings) as first, hub_app(other_engine, tmp_path / "data", sms, **settings) as second:
             headers = bearer(first, client_id, register(first, client_id, "system/Patient.rs"))
-            statuses = _statuses_alternating(first, second, headers, BURST + 2)
+            statuses = _statuses_alternating(first, second, headers, burst + 2)
             refused = second.get("/fhir/Patient", headers=headers)
             return statuses, refused
     finally:
@@ -50,6 +53,15 @@ def test_two_hub_processes_share_one_budget_in_redis(engine, tmp_path, sms, redi
     assert refused.status_code == 429
     with engine.connect() as conn:  # the counters were in Redis, not in the database
         assert conn.execute(select(func.count()).select_from(RateLimitWindowRow)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("backend", ["database", "redis"])
+def test_two_hub_processes_spending_local_shares_still_hold_the_burst(engine, tmp_path, sms, redis_url, backend):
+    # A burst of 40: each process may allow 2 of the caller's requests unasked while under 20.
+    statuses, refused = _two_processes_share(engine, tmp_path, sms, burst=40, rate_limit_backend=backend, redis_url=redis_url)
+    passed = statuses.count(200)
+    assert 40 <= passed <= 40 + 2 * 2
+    assert statuses[-1] == 429 and refused.status_code == 429
 
 
 def test_refusals_are_counted_in_the_metrics(engine, tmp_path, sms):
@@ -100,6 +112,24 @@ def test_redis_windows_count_across_clients(redis_url):
     assert first.hit(caller, 12_000, 2000) == (1, 2)  # the next window sees this one as its previous
     ttl = first.client.pttl(f"{first.prefix}{caller}:12000")
     assert 0 < ttl <= 4000
+
+
+def test_redis_counts_a_batch_of_callers_in_one_pipeline(redis_url):
+    import redis
+
+    first, second = f"caller-{uuid.uuid4().hex}", f"caller-{uuid.uuid4().hex}"
+    windows = RedisWindows(redis.Redis.from_url(redis_url))
+    assert windows.hit_many([(first, 10_000, 3), (second, 10_000, 2), (first, 12_000, 1)], 2000) == [(3, 0), (2, 0), (1, 3)]
+    assert windows.hit(first, 12_000, 2000, 4) == (5, 3)
+    assert 0 < windows.client.pttl(f"{windows.prefix}{second}:10000") <= 4000
+
+
+def test_the_database_counts_a_batch_of_callers_in_one_transaction(engine):
+    windows = DatabaseWindows(engine)
+    first, second = f"caller-{uuid.uuid4().hex}", f"caller-{uuid.uuid4().hex}"
+    start = int(time.time() * 1000) // 2000 * 2000  # windows still current: older ones are swept
+    assert windows.hit_many([(first, start, 3), (second, start, 2), (first, start + 2000, 1)], 2000) == [(3, 0), (2, 0), (1, 3)]
+    assert windows.hit(first, start + 2000, 2000, 4) == (5, 3)
 
 
 def test_a_flood_of_forged_logins_is_throttled_before_it_fills_the_audit_trail(engine, tmp_path, sms):

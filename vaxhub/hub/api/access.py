@@ -39,7 +39,8 @@ async def principal(request: Request) -> Principal:
     signature), and a quick rate-limit counter (Redis with short timeouts,
     memory) is asked here too; a plain-function dependency would cost every
     request a hop to the thread pool. The database counter is a write
-    transaction and still runs on a thread."""
+    transaction and still runs on a thread, when the process's share of the
+    caller's budget does not answer first."""
     token = bearer_token(request)
     if token is None:
         raise AuthenticationFailed("An access token is required (Authorization: Bearer …)")
@@ -49,10 +50,12 @@ async def principal(request: Request) -> Principal:
     if interaction is not None:
         interaction.principal = who
     limiter: RateLimiter = request.app.state.rate_limiter
-    if limiter.counter.quick:
-        limiter.take(who.client_id or who.subject)
-    else:
-        await run_in_threadpool(limiter.take, who.client_id or who.subject)
+    caller = who.client_id or who.subject
+    if not limiter.spend_locally(caller):  # far from the limit, most requests stop here (`rate_share`)
+        if limiter.counter.quick:
+            limiter.ask(caller)
+        else:
+            await run_in_threadpool(limiter.ask, caller)
     return who
 
 

@@ -93,7 +93,7 @@ def build_router(
         login is an AuditEvent, so a flood of forged assertions must not become
         a flood of audit writes."""
         try:
-            request.app.state.rate_limiter.take(f"login:{request.client.host if request.client else 'unknown'}")
+            request.app.state.rate_limiter.take(f"login:{request.client.host if request.client else 'unknown'}", exact=True)
         except RateLimited as exc:
             return JSONResponse({"error": "slow_down", "error_description": exc.message}, status_code=429,
                                 headers={"Retry-After": str(exc.retry_after), **NO_STORE})

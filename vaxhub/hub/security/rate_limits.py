@@ -24,6 +24,11 @@ The counters live where every process sees them (`VAXHUB_RATE_LIMIT_BACKEND`):
   and Redis is left alone for 30 s (`RestAfterFailure`): the limit protects
   the hub, it must not take the API down with it;
 - `memory`: this process only, for tests and single-process tools.
+
+With a shared counter, far from a caller's limit each process allows the
+caller's requests itself and sends their count every half second
+(`rate_share.LocalShare`, `VAXHUB_RATE_LIMIT_LOCAL_SHARE`); near the limit
+every request asks. Logins and public pages always ask (`exact=True`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vaxhub.errors import RateLimited
 from vaxhub.hub.observability.metrics import RATE_LIMITED, RATE_LIMIT_BACKEND_ERRORS
 from vaxhub.hub.rest_after_failure import RestAfterFailure
+from vaxhub.hub.security.rate_share import LocalShare
 from vaxhub.hub.storage.engine import write_transaction
 from vaxhub.hub.storage.rate_limit_tables import RateLimitWindowRow
 
@@ -67,9 +73,12 @@ class WindowCounter(Protocol):
     # the check).
     quick: bool
 
-    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
-        """Count one request of `caller` in the window starting at `window_start`
+    def hit(self, caller: str, window_start: int, window_ms: int, count: int = 1) -> tuple[int, int]:
+        """Count `count` requests of `caller` in the window starting at `window_start`
         (epoch ms); return the hits in this window and in the previous one."""
+
+    def hit_many(self, hits: list[tuple[str, int, int]], window_ms: int) -> list[tuple[int, int]]:
+        """`hit` for each (caller, window_start, count), in one round trip where the counter allows."""
 
     def undo(self, caller: str, window_start: int) -> None:
         """Take back one request counted by `hit` (it was refused)."""
@@ -103,29 +112,74 @@ class RateLimiter:
     burst: int
     counter: WindowCounter = field(default_factory=lambda: MemoryWindows())
     clock: Callable[[], float] = time.time  # wall clock: windows must line up across machines
+    # Spend a share of each caller's budget without asking a shared counter (`rate_share`).
+    local_share: bool = False
+    share_flush_seconds: float | None = 0.5  # None: `flush_share()` sends the unsent hits (tests)
     _warned_at: float = field(default=float("-inf"), repr=False)
+    _share: LocalShare | None = field(default=None, init=False, repr=False)
 
-    def take(self, caller: str) -> None:
-        now_ms = int(self.clock() * 1000)
-        window_ms = max(MIN_WINDOW_MS, int(self.burst / self.rate * 1000))
-        start = now_ms - now_ms % window_ms
+    def __post_init__(self) -> None:
+        if self.local_share:
+            self._share = LocalShare(self.counter, clock=self.clock, unavailable=CounterUnavailable, flush_seconds=self.share_flush_seconds)
+
+    @property
+    def window_ms(self) -> int:
+        return max(MIN_WINDOW_MS, int(self.burst / self.rate * 1000))
+
+    def take(self, caller: str, *, exact: bool = False) -> None:
+        """Count one request of `caller`; raises RateLimited when it is over the limit.
+
+        `exact`: ask the shared counter even far from the limit (callers
+        throttled for security: a share would let N processes each allow a
+        little more)."""
+        if exact or not self.spend_locally(caller):
+            self.ask(caller)
+
+    def spend_locally(self, caller: str) -> bool:
+        """Whether this process's share allows the request without asking (counted if so)."""
+        if self._share is None:
+            return False
+        start, elapsed = self._window_now()
+        return self._share.allow(counter_key(caller), start, elapsed, self.burst, self.window_ms)
+
+    def ask(self, caller: str) -> None:
+        """Count one request of `caller` in the shared counter, with this process's unsent hits."""
+        start, elapsed = self._window_now()
+        window_ms = self.window_ms
+        key = counter_key(caller)
+        share = self._share
+        count = 1 + (share.take_unsent(key, start) if share is not None else 0)
         try:
-            current, previous = self.counter.hit(counter_key(caller), start, window_ms)
+            current, previous = self.counter.hit(key, start, window_ms, count)
         except CounterUnavailable as exc:
             RATE_LIMIT_BACKEND_ERRORS.inc()
             if time.monotonic() - self._warned_at > SWEEP_SECONDS:  # one line a minute, not one per request
                 self._warned_at = time.monotonic()
                 log.warning("rate limit not applied: %s", exc)
             return
-        elapsed = (now_ms - start) / window_ms
+        if share is not None:
+            share.learn(key, start, current, previous)
+            previous += share.unsent_before(key, start)
         if previous * (1 - elapsed) + current > self.burst:
             RATE_LIMITED.inc()
             try:
-                self.counter.undo(counter_key(caller), start)
+                self.counter.undo(key, start)
             except CounterUnavailable:
                 pass  # counted once too often: the caller waits a little longer
             wait = retry_after_seconds(previous, current, self.burst, elapsed, window_ms / 1000)
             raise RateLimited(f"Too many requests from {caller}; slow down", retry_after=wait)
+
+    def _window_now(self) -> tuple[int, float]:
+        """The current window's start (epoch ms) and how much of it has passed (0–1)."""
+        now_ms = int(self.clock() * 1000)
+        window_ms = self.window_ms
+        start = now_ms - now_ms % window_ms
+        return start, (now_ms - start) / window_ms
+
+    def flush_share(self) -> None:
+        """Send this process's unsent hits now (the share's thread does it every half second)."""
+        if self._share is not None:
+            self._share.flush()
 
 
 class MemoryWindows:
@@ -139,16 +193,19 @@ class MemoryWindows:
         self._clock = clock
         self._swept = clock()
 
-    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
+    def hit(self, caller: str, window_start: int, window_ms: int, count: int = 1) -> tuple[int, int]:
         with self._lock:
             hits, _ = self._hits.get((caller, window_start), (0, 0))
-            self._hits[(caller, window_start)] = (hits + 1, window_start + 2 * window_ms)
+            self._hits[(caller, window_start)] = (hits + count, window_start + 2 * window_ms)
             previous = self._hits.get((caller, window_start - window_ms), (0, 0))[0]
             now = self._clock()
             if now - self._swept > SWEEP_SECONDS:
                 self._swept = now
                 self._hits = {k: v for k, v in self._hits.items() if v[1] >= now * 1000}
-        return hits + 1, previous
+        return hits + count, previous
+
+    def hit_many(self, hits: list[tuple[str, int, int]], window_ms: int) -> list[tuple[int, int]]:
+        return [self.hit(caller, start, window_ms, count) for caller, start, count in hits]
 
     def undo(self, caller: str, window_start: int) -> None:
         with self._lock:
@@ -168,12 +225,18 @@ class DatabaseWindows:
         self._count = _count_statement(postgresql_insert if engine.dialect.name == "postgresql" else sqlite_insert)
         self._swept = float("-inf")
 
-    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
+    def hit(self, caller: str, window_start: int, window_ms: int, count: int = 1) -> tuple[int, int]:
+        return self.hit_many([(caller, window_start, count)], window_ms)[0]
+
+    def hit_many(self, hits: list[tuple[str, int, int]], window_ms: int) -> list[tuple[int, int]]:
+        answers = []
         with write_transaction(self.engine) as conn:
-            current = conn.execute(self._count, {"c": caller, "ws": window_start, "exp": window_start + 2 * window_ms}).scalar_one()
-            previous = conn.execute(_PREVIOUS, {"c": caller, "ws": window_start - window_ms}).scalar()
+            for caller, start, count in hits:
+                current = conn.execute(self._count, {"c": caller, "ws": start, "n": count, "exp": start + 2 * window_ms}).scalar_one()
+                previous = conn.execute(_PREVIOUS, {"c": caller, "ws": start - window_ms}).scalar()
+                answers.append((current, previous or 0))
         self._sweep()
-        return current, previous or 0
+        return answers
 
     def undo(self, caller: str, window_start: int) -> None:
         with write_transaction(self.engine) as conn:
@@ -193,16 +256,16 @@ class DatabaseWindows:
 # Built once, as every request runs them: building the statements and their
 # cache keys was about half of a count's client CPU (bench/rate_limits.py).
 def _count_statement(insert_of: Callable) -> Any:
-    stmt = insert_of(WINDOW).values(caller=bindparam("c"), window_start=bindparam("ws"), hits=1, expires_at=bindparam("exp"))
+    stmt = insert_of(WINDOW).values(caller=bindparam("c"), window_start=bindparam("ws"), hits=bindparam("n"), expires_at=bindparam("exp"))
     return stmt.on_conflict_do_update(index_elements=[WINDOW.c.caller, WINDOW.c.window_start],
-                                      set_={"hits": WINDOW.c.hits + 1}).returning(WINDOW.c.hits)
+                                      set_={"hits": WINDOW.c.hits + stmt.excluded.hits}).returning(WINDOW.c.hits)
 
 
 _PREVIOUS = select(WINDOW.c.hits).where(WINDOW.c.caller == bindparam("c"), WINDOW.c.window_start == bindparam("ws"))
 _UNDO = update(WINDOW).where(WINDOW.c.caller == bindparam("c"), WINDOW.c.window_start == bindparam("ws")).values(hits=WINDOW.c.hits - 1)
 
 _COUNT_SCRIPT = """
-local current = redis.call('INCR', KEYS[1])
+local current = redis.call('INCRBY', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return {current, tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
@@ -235,10 +298,21 @@ class RedisWindows:
         # Short timeouts: a slow Redis must not hold every request up.
         return cls(redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout))
 
-    def hit(self, caller: str, window_start: int, window_ms: int) -> tuple[int, int]:
-        keys = (f"{self.prefix}{caller}:{window_start}", f"{self.prefix}{caller}:{window_start - window_ms}")
-        current, previous = self._call(lambda: self._count(keys=keys, args=(2 * window_ms,)))
+    def hit(self, caller: str, window_start: int, window_ms: int, count: int = 1) -> tuple[int, int]:
+        current, previous = self._call(lambda: self._count(keys=self._keys(caller, window_start, window_ms), args=(2 * window_ms, count)))
         return int(current), int(previous)
+
+    def hit_many(self, hits: list[tuple[str, int, int]], window_ms: int) -> list[tuple[int, int]]:
+        def send() -> list:
+            pipe = self.client.pipeline(transaction=False)
+            for caller, start, count in hits:
+                self._count(keys=self._keys(caller, start, window_ms), args=(2 * window_ms, count), client=pipe)
+            return pipe.execute()
+
+        return [(int(current), int(previous)) for current, previous in self._call(send)]
+
+    def _keys(self, caller: str, window_start: int, window_ms: int) -> tuple[str, str]:
+        return f"{self.prefix}{caller}:{window_start}", f"{self.prefix}{caller}:{window_start - window_ms}"
 
     def undo(self, caller: str, window_start: int) -> None:
         self._call(lambda: self.client.decr(f"{self.prefix}{caller}:{window_start}"))
@@ -255,8 +329,9 @@ class RedisWindows:
             raise CounterUnavailable(f"Redis: {exc}") from exc
 
 
-def build_rate_limiter(backend: str, *, rate: float, burst: int, engine: Engine, redis_url: str | None = None) -> RateLimiter:
-    """The limiter for `VAXHUB_RATE_LIMIT_BACKEND`."""
+def build_rate_limiter(backend: str, *, rate: float, burst: int, engine: Engine, redis_url: str | None = None,
+                       local_share: bool = True) -> RateLimiter:
+    """The limiter for `VAXHUB_RATE_LIMIT_BACKEND`; `local_share` for the shared counters (`rate_share`)."""
     counter: WindowCounter
     if backend == "database":
         counter = DatabaseWindows(engine)
@@ -268,4 +343,4 @@ def build_rate_limiter(backend: str, *, rate: float, burst: int, engine: Engine,
         counter = MemoryWindows()
     else:
         raise ValueError(f"unknown rate-limit backend {backend!r} (database, redis or memory)")
-    return RateLimiter(rate, burst, counter)
+    return RateLimiter(rate, burst, counter, local_share=local_share and backend != "memory")

@@ -65,7 +65,7 @@ class WebContext:
     def throttle(self, request: Request, what: str) -> None:
         """The hub's rate limit, per client address, for pages anyone may use."""
         client = request.client
-        self.rate_limiter.take(f"{what}:{client.host if client else 'unknown'}")
+        self.rate_limiter.take(f"{what}:{client.host if client else 'unknown'}", exact=True)
 
 
 def _form_secret(tokens: TokenService) -> bytes:
