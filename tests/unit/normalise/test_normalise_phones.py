@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaxhub.errors import InvalidResource
+from vaxhub.fhir.normalise import phones
 from vaxhub.fhir.normalise import (
     OLD_MOBILE_PREFIXES,
     contact_point,
@@ -92,3 +93,47 @@ def test_contact_point_is_a_valid_fhir_r4_contact_point():
     from fhir.resources.R4B.contactpoint import ContactPoint
 
     ContactPoint.model_validate(contact_point("0912 345 678"))
+
+
+def _library_reading(raw: str) -> tuple[str, int] | None:
+    """What phonenumbers alone makes of a number (None: not a valid one)."""
+    import phonenumbers
+
+    digits = phones._SEPARATORS.sub("", raw)
+    national = phones._national_form(digits)
+    text = phones.upgrade_old_mobile(national) if national is not None else digits
+    try:
+        number = phonenumbers.parse(text, "VN")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), phonenumbers.number_type(number)
+
+
+def _hub_reading(raw: str) -> tuple[str, int] | None:
+    try:
+        return phones._read(raw, None)
+    except InvalidResource:
+        return None
+
+
+def test_the_mobile_shortcut_reads_every_number_as_libphonenumber_does():
+    import random
+
+    rng = random.Random(84)
+    numbers = [f"0{head:03d}{rng.randrange(10**6):06d}" for head in range(1000) for _ in range(4)]  # every 3-digit start
+    numbers += [f"0{rng.randrange(10**n):0{n}d}" for n in (7, 8, 10, 11) for _ in range(500)]  # other lengths
+    numbers += [f"01{rng.randrange(10**9):09d}" for _ in range(500)]  # retired 11-digit mobiles
+    numbers += [f"+84 {n[1:4]} {n[4:]}" for n in numbers[::7]] + [f"84.{n[1:]}" for n in numbers[::11]]
+    shortcut = [n for n in numbers if phones._vietnamese_mobile(phones.upgrade_old_mobile(phones._national_form(phones._SEPARATORS.sub("", n)) or "x")) is not None]
+    assert len(shortcut) > 1000  # most mobile starts take the shortcut
+    assert [(n, _hub_reading(n)) for n in numbers] == [(n, _library_reading(n)) for n in numbers]
+
+
+def test_numbers_the_shortcut_refuses_are_left_to_the_library():
+    assert phones._vietnamese_mobile("0912345678") == "+84912345678"
+    assert phones._vietnamese_mobile("02838291234") is None  # a Ho Chi Minh City landline
+    assert phones._vietnamese_mobile("0672123456") is None  # VoIP, not mobile
+    assert phones._vietnamese_mobile("0９12345678") is None  # full-width digits: the library's to normalise
+    assert phones.contact_point("028 3829 1234") == {"system": "phone", "value": "+842838291234"}
