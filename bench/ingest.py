@@ -124,7 +124,8 @@ class Hub:
             except httpx.TransportError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError("hub did not start in 60 s")
+            self.proc.kill()  # not left serving after the bench gives up on it
+            raise RuntimeError(f"hub did not start in 60 s: {self.output()[-2000:]}")
         # A national backlog loader: writes for every site, so it is registered without a site code.
         private, public, _kid = generate_key(self.data_dir, "bench-loader")
         ClientRegistry(make_engine(database_url)).register(

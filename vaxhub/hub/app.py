@@ -101,6 +101,7 @@ def build_app(
         settings.rate_limit_backend, rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst, engine=engine, redis_url=settings.redis_url,
         local_share=settings.rate_limit_local_share,
     )
+    app.router.on_shutdown.append(app.state.rate_limiter.close)  # the share's last counts, before the process ends
     app.router.on_startup.append(lambda: _limit_request_threads(settings.api_threads))
     install_handlers(app)
     app.add_middleware(RefuseControlCharacters)  # inside the audit middleware: refusals are audited

@@ -144,3 +144,14 @@ def test_the_share_is_sent_by_its_own_thread():
         time.sleep(0.02)
     assert counter.batches == [4]
     assert counter.asked == []
+
+
+def test_closing_sends_the_last_hits_and_nothing_is_sent_after():
+    counter = CountedWindows(Clock(time.time()))
+    limit = RateLimiter(10.0, 100, counter, local_share=True, share_flush_seconds=60)
+    allowed(limit, "site-a", 3)
+    limit.close()
+    assert counter.batches == [3]
+    allowed(limit, "site-a", 2)  # a request after shutdown: held, no thread to send it
+    time.sleep(0.1)
+    assert counter.batches == [3]

@@ -181,6 +181,11 @@ class RateLimiter:
         if self._share is not None:
             self._share.flush()
 
+    def close(self) -> None:
+        """Stop the share's thread and send its last hits (at the API's shutdown)."""
+        if self._share is not None:
+            self._share.close()
+
 
 class MemoryWindows:
     """Counters in this process only."""

@@ -65,6 +65,7 @@ class LocalShare:
         self._unsent: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def allow(self, key: str, start: int, elapsed: float, burst: int, window_ms: int) -> bool:
         """Whether this request of `key` is allowed here, without asking; counted as unsent if so."""
@@ -141,14 +142,20 @@ class LocalShare:
 
     def _start_flusher(self) -> None:
         with self._lock:
-            if self._flusher is not None:
+            if self._flusher is not None or self._stop.is_set():
                 return
             self._flusher = threading.Thread(target=self._run, name="rate-limit-share", daemon=True)
         self._flusher.start()
 
+    def close(self) -> None:
+        """Stop the thread and send what is left (the API's shutdown): nothing is written after."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        self.flush()
+
     def _run(self) -> None:
-        stop = threading.Event()  # never set: the thread lives as long as its process
-        while not stop.wait(self._flush_seconds):
+        while not self._stop.wait(self._flush_seconds):
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the next flush tries again
