@@ -155,3 +155,21 @@ def test_closing_sends_the_last_hits_and_nothing_is_sent_after():
     allowed(limit, "site-a", 2)  # a request after shutdown: held, no thread to send it
     time.sleep(0.1)
     assert counter.batches == [3]
+
+
+def test_hits_that_cannot_be_sent_are_dropped_with_one_warning(caplog):
+    import logging
+
+    import redis
+
+    from vaxhub.hub.security.rate_limits import RedisWindows
+
+    unreachable = RedisWindows(redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2))
+    limit = RateLimiter(10.0, 100, unreachable, local_share=True, share_flush_seconds=None)
+    caplog.set_level(logging.WARNING, logger="vaxhub.hub.security.rate_share")
+    assert allowed(limit, "site-a", 3) == 3  # allowed here: Redis is not asked
+    limit.flush_share()
+    allowed(limit, "site-a", 2)
+    limit.flush_share()
+    warnings = [r for r in caplog.records if "not sent" in r.getMessage()]
+    assert len(warnings) == 1 and "Redis" in warnings[0].getMessage()

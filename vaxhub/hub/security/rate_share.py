@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -66,6 +67,7 @@ class LocalShare:
         self._lock = threading.Lock()
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
+        self._complained_at = float("-inf")
 
     def allow(self, key: str, start: int, elapsed: float, burst: int, window_ms: int) -> bool:
         """Whether this request of `key` is allowed here, without asking; counted as unsent if so."""
@@ -109,7 +111,7 @@ class LocalShare:
                 answers = self.counter.hit_many(hits, self.window_ms)
             except self._unavailable as exc:
                 # The limiter lets requests through while the counter is away; these are dropped alike.
-                log.info("rate-limit hits not sent: %s", exc)
+                self._complain(exc)
                 answers = []
             with self._lock:
                 for (key, start, _count), (current, previous) in zip(hits, answers):
@@ -158,5 +160,11 @@ class LocalShare:
         while not self._stop.wait(self._flush_seconds):
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - the next flush tries again
-                log.exception("rate-limit share flush failed")
+            except Exception as exc:  # noqa: BLE001 - the next flush tries again
+                self._complain(exc)
+
+    def _complain(self, exc: Exception) -> None:
+        """One log line a minute while the counter cannot take the hits, not two a second."""
+        if time.monotonic() - self._complained_at > 60:
+            self._complained_at = time.monotonic()
+            log.warning("rate-limit hits not sent: %s: %s", type(exc).__name__, exc)
