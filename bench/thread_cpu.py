@@ -1,9 +1,10 @@
 """`vaxhub serve` with the CPU of chosen functions counted per call, exactly.
 
-Sampling profilers mislead on a busy two-core machine: py-spy's `--gil`
-mode charges a blocking call to the thread that last held the interpreter
-lock whenever no other thread wants it, and deterministic profilers inflate
-small, frequent calls. This wraps each named function so that every call adds
+Sampling profilers misled on a busy two-core machine: py-spy's `--gil`
+mode put a large share of samples in blocking calls (a socket read, psycopg
+waiting for PostgreSQL), apparently charging them to the thread that last
+held the interpreter lock while no other thread wanted it, and deterministic
+profilers inflate small, frequent calls. This wraps each named function so that every call adds
 its own thread's CPU time (`time.thread_time`, the kernel's count for that
 thread) to a total; a function that calls another counted one is counted
 once, outermost. Everything a synchronous endpoint or dependency does on a
