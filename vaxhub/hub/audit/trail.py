@@ -27,17 +27,17 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import orjson
-import psycopg
 from sqlalchemy import Connection, Engine, Table, and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vaxhub.fhir.search_params import compartment_patient
 from vaxhub.hub.audit.group_commit import GroupCommit
+from vaxhub.hub.audit.read_chains import ReadChains
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditCheckpointRow, AuditEventRow, AuditPatientRow
 from vaxhub.hub.observability.metrics import AUDIT_EVENTS_PER_COMMIT
 from vaxhub.hub.observability.request_context import current_request_id
 from vaxhub.hub.security.principal import NOBODY, PATIENT, Principal
-from vaxhub.hub.storage.bulk import Upsert, insert_rows, recordset_insert
+from vaxhub.hub.storage.bulk import Upsert, insert_rows
 from vaxhub.hub.storage.engine import write_transaction
 from vaxhub.hub.storage.ids import time_ordered_hex
 
@@ -46,11 +46,6 @@ EVENTS = AuditEventRow.__table__
 PATIENTS = AuditPatientRow.__table__
 # The head row exists and is locked by then: the upsert only moves it on.
 MOVE_HEAD = Upsert(AuditChainHeadRow.__table__, ("chain",), ("last_seq", "last_hash"))
-# `_free_head` as psycopg runs it in pipeline mode, without SQLAlchemy.
-_FREE_HEAD_SQL = (
-    f"SELECT chain, last_seq, last_hash FROM {AuditChainHeadRow.__tablename__} WHERE chain < %s "
-    "ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED"
-)
 # FHIR AuditEvent.action per interaction (hl7.org/fhir/R4/valueset-audit-event-action.html).
 ACTION_CODE = {
     "create": "C", "read": "R", "vread": "R", "search": "E", "history": "R", "update": "U",
@@ -197,6 +192,8 @@ class AuditTrail:
         self.chains = chains
         self.clock = clock or (lambda: datetime.now(timezone.utc).replace(tzinfo=None))
         self._group = GroupCommit(self._record_together)
+        # PostgreSQL: reads append to chains `chains` … `2 × chains - 1` in one statement each.
+        self._read_chains = ReadChains(engine, chains, chains, GENESIS) if engine.dialect.name == "postgresql" else None
         # Built once (every transaction that audits runs it): a random head no one holds.
         self._any_free_head = (
             select(AuditChainHeadRow.chain, AuditChainHeadRow.last_seq, AuditChainHeadRow.last_hash)
@@ -233,53 +230,16 @@ class AuditTrail:
         return self._group.submit(interaction)
 
     def _record_together(self, interactions: list[Interaction]) -> list[str]:
-        event_ids = self._record_pipelined(interactions) if self.engine.dialect.name == "postgresql" else None
-        if event_ids is None:
+        event_ids = None
+        if self._read_chains is not None:
+            event_ids = self._read_chains.append(lambda chain, seq, prev: self._rows(chain, seq, prev, interactions))
+        if event_ids is None:  # SQLite, or every read chain busy: a write's path
             with write_transaction(self.engine) as conn:
                 event_ids, rows = self._chained(conn, interactions)
                 insert_rows(conn, rows)
         AUDIT_EVENTS_PER_COMMIT.observe(len(interactions))
         for interaction in interactions:
             interaction.recorded = True
-        return event_ids
-
-    def _record_pipelined(self, interactions: list[Interaction]) -> list[str] | None:
-        """PostgreSQL: the reads' transaction in two round trips instead of four.
-
-        In psycopg's pipeline mode the BEGIN travels with the free-head lock,
-        and the insert with the COMMIT. The BEGIN is sent as a statement of
-        ours (the connection in autocommit meanwhile) because psycopg waits
-        for the answer to its own. A read waits for its record, so each
-        round trip saved is latency under load as well as work. None, with
-        nothing written, when no head is free (all held, or not made yet):
-        the caller then waits for one as a write does."""
-        with self.engine.connect() as conn:
-            pg = conn.connection.dbapi_connection
-            pg.autocommit = True
-            try:
-                with pg.pipeline(), pg.cursor() as cur:
-                    cur.execute("BEGIN")
-                    cur.execute(_FREE_HEAD_SQL, (self.chains,), prepare=True)
-                    row = cur.fetchone()
-                    if row is None:
-                        cur.execute("ROLLBACK")
-                        return None
-                    chain, seq, prev = row
-                    event_ids, rows = self._rows(chain, seq, prev, interactions)
-                    cur.execute(*recordset_insert([(t, r) for t, r in rows if r]), prepare=True)
-                    cur.execute("COMMIT")
-            except BaseException:
-                try:
-                    if not (pg.closed or pg.broken):
-                        pg.rollback()
-                except Exception:  # noqa: BLE001 - the first error is the one to report
-                    pass
-                if pg.closed or pg.broken or pg.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.invalidate()  # SQLAlchemy did not see the failure: keep this connection out of the pool
-                raise
-            finally:
-                if not pg.closed:
-                    pg.autocommit = False
         return event_ids
 
     def _chained(self, conn: Connection, interactions: list[Interaction]) -> tuple[list[str], list[tuple[Table, list[dict]]]]:
