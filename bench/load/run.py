@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load.own_postgres import OwnPostgres  # noqa: E402
 from bench.load import statements  # noqa: E402
-from bench.load import hub_latency, mix, probes, report, seed  # noqa: E402
+from bench.load import cpu_course, hub_latency, mix, probes, report, seed  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
 )
@@ -194,6 +194,7 @@ class Watcher:
         self.engine, self.hub, self.locust, self.every = engine, hub, locust, every
         self.samples: list[probes.Sample] = []
         self.cpu: dict[str, float] = {}
+        self.cpu_marks: list[cpu_course.CpuMark] = []  # `cpu` as it stood at each sample
         self._last_cpu: dict[int, tuple[str, float]] = {}
         self.api_pids_seen: set[int] = set(hub.api.worker_pids())
         self.lock_waits: Counter = Counter()  # statement → samples in which a backend waited on a lock for it
@@ -247,6 +248,7 @@ class Watcher:
                 self.samples.append(probes.sample(self.engine, time.time()))
                 self.lock_waits.update(probes.lock_waits(self.engine))
                 self._measure_cpu()
+                self.cpu_marks.append(cpu_course.CpuMark(time.time(), dict(self.cpu)))
                 self.api_pids_seen |= set(self.hub.api.worker_pids())
             except Exception as exc:  # noqa: BLE001
                 self.kills.notes.append(f"probe failed: {exc}")
@@ -409,6 +411,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     for name, error, count in report.read_failures(run_dir / "locust"):
         console.print(f"  [yellow]{count:,} × {name}: {error[:160]}")
     console.print(report.timeline_table([*samples, *drain_samples], started, max(args.sample_every, seconds / 12)))
+    console.print(cpu_course.table(watcher.cpu_marks, samples, cpu_course.request_counts(run_dir / "locust"), started, stopped,
+                                   max(args.sample_every, seconds / 12)))
 
     summary = Table(title="load summary")
     summary.add_column("what")
