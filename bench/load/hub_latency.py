@@ -28,24 +28,24 @@ from rich.table import Table
 
 METRIC = "vaxhub_http_request_duration_seconds"
 
-# (method, route) → cumulative count per upper bound, bounds ascending (+Inf last)
-Snapshot = dict[tuple[str, str], list[tuple[float, float]]]
+# (method, route), or another metric's labels → cumulative count per upper bound, bounds ascending (+Inf last)
+Snapshot = dict[tuple[str, ...], list[tuple[float, float]]]
 
 
-def snapshot(folder: Path) -> Snapshot:
-    """The request-duration histogram of every API process that wrote to `folder`, summed."""
+def snapshot(folder: Path, metric: str = METRIC, labels: tuple[str, ...] = ("method", "route")) -> Snapshot:
+    """A histogram (by default the request durations) of every process that wrote to `folder`, summed, keyed by `labels`."""
     if not folder.is_dir():
         return {}
     registry = CollectorRegistry()
     MultiProcessCollector(registry, str(folder))
-    buckets: dict[tuple[str, str], dict[float, float]] = defaultdict(dict)
+    buckets: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
     for family in registry.collect():
-        if family.name != METRIC:
+        if family.name != metric:
             continue
         for sample in family.samples:
-            if sample.name != f"{METRIC}_bucket":
+            if sample.name != f"{metric}_bucket":
                 continue
-            key = (sample.labels["method"], sample.labels["route"])
+            key = tuple(sample.labels[name] for name in labels)
             bound = float(sample.labels["le"])
             buckets[key][bound] = buckets[key].get(bound, 0.0) + sample.value
     return {key: sorted(counts.items()) for key, counts in buckets.items()}

@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load.own_postgres import OwnPostgres  # noqa: E402
 from bench.load import statements  # noqa: E402
-from bench.load import cpu_course, hub_latency, mix, probes, report, seed  # noqa: E402
+from bench.load import cpu_course, gc_report, hub_latency, mix, probes, report, seed  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
 )
@@ -203,6 +203,8 @@ class Watcher:
         self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
         self.hub_before: hub_latency.Snapshot = {}  # the API's own request durations when the load starts …
         self.hub_after: hub_latency.Snapshot = {}  # … and when locust has stopped
+        self.gc_before: hub_latency.Snapshot = {}  # their collector pauses, likewise
+        self.gc_after: hub_latency.Snapshot = {}
 
     def _groups(self) -> dict[str, list[int]]:
         def tree(pid: int) -> list[int]:
@@ -304,6 +306,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
             while locust.poll() is None:
                 if not load_started.is_set() and marks.exists():
                     watcher.hub_before = hub_latency.snapshot(hub.metrics_dir)
+                    watcher.gc_before = hub_latency.snapshot(hub.metrics_dir, gc_report.METRIC, gc_report.LABELS)
                     load_started.set()
                 if load_started.is_set():
                     elapsed = time.time() - float(marks.read_text())
@@ -319,6 +322,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
         raise
     load_started.set()
     watcher.hub_after = hub_latency.snapshot(hub.metrics_dir)
+    watcher.gc_after = hub_latency.snapshot(hub.metrics_dir, gc_report.METRIC, gc_report.LABELS)
     timing = json.loads((Path(plan["acks_dir"]) / "load-window.json").read_text()) if (Path(plan["acks_dir"]) / "load-window.json").exists() else {}
     return watcher, timing
 
@@ -408,6 +412,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     inside = hub_latency.latencies(hub_latency.difference(watcher.hub_before, watcher.hub_after), least=10)
     if inside:
         console.print(hub_latency.table(inside))
+    if (pauses := gc_report.table(hub_latency.difference(watcher.gc_before, watcher.gc_after))) is not None:
+        console.print(pauses)
     for name, error, count in report.read_failures(run_dir / "locust"):
         console.print(f"  [yellow]{count:,} × {name}: {error[:160]}")
     console.print(report.timeline_table([*samples, *drain_samples], started, max(args.sample_every, seconds / 12)))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gc
 
+from vaxhub.hub.observability.gc_pauses import time_collections
+
 
 def parse_thresholds(text: str) -> tuple[int, ...]:
     """`"50000,20,100"` → (50000, 20, 100): gc.set_threshold's three generations.
@@ -31,10 +33,12 @@ def parse_thresholds(text: str) -> tuple[int, ...]:
 
 def settle_heap(thresholds: str) -> tuple[int, ...]:
     """Call once start-up is done: collect what start-up left, freeze the
-    survivors (they are never scanned again) and apply `thresholds`.
+    survivors (they are never scanned again), apply `thresholds` and time
+    every collection from then on.
     Returns the thresholds in force."""
     chosen = parse_thresholds(thresholds)
     gc.collect()
     gc.freeze()
     gc.set_threshold(*chosen)
+    time_collections()  # `vaxhub_gc_pause_seconds`: what the thresholds cost in pauses
     return chosen
