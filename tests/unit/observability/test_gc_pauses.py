@@ -1,0 +1,53 @@
+"""Every collection of the cyclic garbage collector is timed into
+`vaxhub_gc_pause_seconds` under its generation, and the load report reads
+the pauses of a load window back."""
+
+from __future__ import annotations
+
+import gc
+
+from prometheus_client import REGISTRY
+
+from bench.load.gc_report import table
+from vaxhub.hub.observability.gc_pauses import _timed, time_collections
+
+
+def _count(generation: str) -> float:
+    return REGISTRY.get_sample_value("vaxhub_gc_pause_seconds_count", {"generation": generation}) or 0.0
+
+
+def _seconds(generation: str) -> float:
+    return REGISTRY.get_sample_value("vaxhub_gc_pause_seconds_sum", {"generation": generation}) or 0.0
+
+
+def test_each_collection_is_counted_under_its_generation():
+    time_collections()
+    time_collections()  # a second call adds no second timer
+    assert gc.callbacks.count(_timed) == 1
+    was_enabled = gc.isenabled()
+    gc.disable()  # only the two collections below, none started by allocations
+    try:
+        full, young, spent = _count("2"), _count("0"), _seconds("2")
+        # Garbage in cycles, so the full collection has something to walk and free.
+        for _ in range(20_000):
+            node: list = []
+            node.append(node)
+        gc.collect(0)
+        gc.collect()
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert _count("0") == young + 1
+    assert _count("2") == full + 1
+    assert _seconds("2") > spent
+
+
+def test_the_report_counts_long_pauses_per_generation():
+    load = {
+        ("0",): [(0.001, 900.0), (0.005, 990.0), (0.01, 1000.0), (0.1, 1000.0), (0.25, 1000.0), (float("inf"), 1000.0)],
+        ("2",): [(0.001, 0.0), (0.005, 0.0), (0.01, 0.0), (0.1, 1.0), (0.25, 2.0), (float("inf"), 3.0)],
+    }
+    rendered = table(load)
+    rows = list(zip(*[list(c.cells) for c in rendered.columns]))
+    assert rows == [("0", "1,000", "0", "5"), ("2", "3", "2", "250")]
+    assert table({("1",): [(0.001, 0.0), (float("inf"), 0.0)]}) is None  # nothing counted: no table
