@@ -37,8 +37,8 @@ def test_each_collection_is_counted_under_its_generation():
     finally:
         if was_enabled:
             gc.enable()
-    # At least: another thread of the test process (a hub left serving by an
-    # earlier test) may collect meanwhile, and that is counted too.
+    # At least: with the automatic collector off, another thread of the test
+    # process can still call gc.collect() meanwhile, and that is counted too.
     assert _count("0") >= young + 1
     assert _count("2") >= full + 1
     assert _seconds("2") > spent
