@@ -12,9 +12,9 @@ of each kind and how fast each goes).
 - `VerifierUser`: a border or venue checker posting QR codes to
   `POST /certificates/verify`.
 
-Each user paces itself (`constant_throughput`) so the offered load follows the
-plan's rate whatever the latency; when the hub is slower than the pace, users
-go back to back and the latency shows it.
+Each user paces itself to a timetable (`bench/load/pacing.py`) so the offered
+load follows the plan's rate whatever the latency; when the hub is slower
+than the pace, users go back to back and the latency shows it.
 
 Acknowledged records go to `acks-<pid>.txt` in the plan's folder, one per
 line: `imm <id>` and `pat <id>` from Bundle responses (2xx entries with a
@@ -37,11 +37,12 @@ from urllib.parse import urlencode
 
 import jwt
 import orjson
-from locust import constant_throughput, events, task
+from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.load.pacing import scheduled_pacing  # noqa: E402
 from bench.load.workload import SitePeople, dose_bundle, split_people, vxu_message  # noqa: E402
 from vaxhub.fhir.synthetic import CCCD_SYSTEM, site_immunization_system  # noqa: E402
 from vaxhub.hub.security.client_tools import client_assertion, load_key  # noqa: E402
@@ -182,7 +183,7 @@ class _SiteUser(_HubUser):
 
 class SiteBundleUser(_SiteUser):
     fixed_count = PLAN["users"]["SiteBundleUser"]
-    wait_time = constant_throughput(PLAN["pacing"]["SiteBundleUser"])
+    wait_time = scheduled_pacing(PLAN["pacing"]["SiteBundleUser"])
 
     @task
     def push_bundle(self) -> None:
@@ -215,7 +216,7 @@ class SiteBundleUser(_SiteUser):
 
 class VxuSenderUser(_SiteUser):
     fixed_count = PLAN["users"]["VxuSenderUser"]
-    wait_time = constant_throughput(PLAN["pacing"]["VxuSenderUser"])
+    wait_time = scheduled_pacing(PLAN["pacing"]["VxuSenderUser"])
 
     @task
     def send_vxu(self) -> None:
@@ -241,7 +242,7 @@ class VxuSenderUser(_SiteUser):
 
 class HealthBookUser(_HubUser):
     fixed_count = PLAN["users"]["HealthBookUser"]
-    wait_time = constant_throughput(PLAN["pacing"]["HealthBookUser"])
+    wait_time = scheduled_pacing(PLAN["pacing"]["HealthBookUser"])
     _order = itertools.count()
 
     def on_start(self) -> None:
@@ -272,7 +273,7 @@ class HealthBookUser(_HubUser):
 
 class VerifierUser(_HubUser):
     fixed_count = PLAN["users"]["VerifierUser"]
-    wait_time = constant_throughput(PLAN["pacing"]["VerifierUser"])
+    wait_time = scheduled_pacing(PLAN["pacing"]["VerifierUser"])
     _order = itertools.count()
 
     def on_start(self) -> None:

@@ -49,7 +49,7 @@ class Offered:
     users: dict[str, int]
 
     def pacing(self) -> dict[str, float]:
-        """Tasks per second per user (locust's `constant_throughput`)."""
+        """Tasks per second per user (`bench/load/pacing.py`)."""
         return {kind: self.rates[kind] / self.users[kind] for kind in self.rates}
 
 

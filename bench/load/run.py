@@ -8,7 +8,9 @@ process of their own (200 ms + up to 100 ms latency, 5 % server faults, 1 %
 hangs past the client's timeout); the outbox workers and the API; clients and
 keys; the sites' resources and the known people (first dose), verified and
 linked before the load; certificates for the app's citizens. Then locust,
-headless, for `--minutes`; then the time the outboxes take to drain, and a
+headless: a ramp of `--ramp-seconds` that starts every user, then `--minutes`
+of full load, over which the write rate is graded; then the time the
+outboxes take to drain, and a
 check that every record the hub acknowledged is stored and went through
 registry verification and linking.
 
@@ -22,7 +24,7 @@ five seconds later, as a supervisor would); its leased jobs return to the
 queue when their leases expire.
 
     .venv/bin/python bench/load/run.py --smoke
-    .venv/bin/python bench/load/run.py --minutes 10 --rate 500 --kill
+    .venv/bin/python bench/load/run.py --minutes 10 --kill
 
 Figures on a shared machine say little; the thresholds are those of the
 requirement (500 Immunizations/s for 10 minutes, write p95 under 500 ms, no
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -71,6 +74,10 @@ EID_ISSUER = "urn:vaxhub:load-test:national-eid"
 EID_AUDIENCE = "urn:vaxhub:fhir"
 WRITE_P95_MS = 500
 DRAIN_SECONDS = 60
+# The plan offers this much above the rate the run must sustain: offered at
+# exactly the target, a hub that stores all of it passes or fails on the
+# load generator's rounding (users' timetables, requests in flight at the stop).
+OFFER_MARGIN = 0.02
 # An outbox counts as fallen behind once its oldest job has waited this long:
 # past half the minute it has to drain in once the load stops.
 BEHIND_SECONDS = 30
@@ -205,6 +212,7 @@ class Watcher:
         self.hub_after: hub_latency.Snapshot = {}  # … and when locust has stopped
         self.gc_before: hub_latency.Snapshot = {}  # their collector pauses, likewise
         self.gc_after: hub_latency.Snapshot = {}
+        self.steady: probes.Sample | None = None  # the database when every user has started: the graded window opens
 
     def _groups(self) -> dict[str, list[int]]:
         def tree(pid: int) -> list[int]:
@@ -286,7 +294,8 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
     users = plan["users"][args.only] if args.only else sum(plan["users"].values())
     command = [
         sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
-        "-u", str(users), "-r", str(max(1, round(users / args.ramp_seconds))), "-t", f"{seconds}s",
+        # The ramp comes on top of the graded minutes: `seconds` of full load follow it.
+        "-u", str(users), "-r", str(max(1, round(users / args.ramp_seconds))), "-t", f"{seconds + math.ceil(args.ramp_seconds)}s",
         "--csv", str(prefix), "--csv-full-history", "--only-summary", "--stop-timeout", "30", "--loglevel", "WARNING",
         *([args.only] if args.only else []),  # locust runs only the user classes named
     ]
@@ -310,6 +319,8 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
                     load_started.set()
                 if load_started.is_set():
                     elapsed = time.time() - float(marks.read_text())
+                    if watcher.steady is None and elapsed >= args.ramp_seconds:
+                        watcher.steady = probes.sample(engine, time.time())
                     progress.update(task, completed=min(elapsed, seconds + 30))
                 if watcher.samples:
                     s = watcher.samples[-1]
@@ -406,7 +417,10 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     started, stopped = timing.get("started", 0.0), timing.get("stopped", 0.0)
     window = max(stopped - started, 1e-9)
     stored = at_stop.immunizations - baseline
-    rate = stored / window
+    # Graded: from the moment every user had started to the stop (the ramp ran before it).
+    steady_at, steady_count = (watcher.steady.at, watcher.steady.immunizations) if watcher.steady else (started, baseline)
+    graded_seconds = max(stopped - steady_at, 1e-9)
+    rate = (at_stop.immunizations - steady_count) / graded_seconds
     samples = [s for s in watcher.samples if started <= s.at <= stopped + 1]
     console.print(report.operations_table(operations, f"operations over {window:.0f} s of load ({plan['users'][args.only] if args.only else sum(plan['users'].values())} users)"))
     inside = hub_latency.latencies(hub_latency.difference(watcher.hub_before, watcher.hub_after), least=10)
@@ -435,7 +449,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     traffic = report.delivered(operations, plan["pacing"], plan["users"], window, args.only)
     lines = [
         ("Immunizations stored during the load", f"{stored:,}"),
-        ("Immunization writes/s sustained (stored ÷ load time)", f"{rate:,.1f}"),
+        (f"Immunization writes/s sustained over the {graded_seconds:,.0f} s after the ramp (graded)", f"{rate:,.1f}"),
+        (f"the same over the whole {window:,.0f} s, the {args.ramp_seconds:,.0f}-s ramp included", f"{stored / window:,.1f}"),
         ("the same after the first minute (not graded: the ramp's cost)",
          f"{after:,.1f}" if (after := report.rate_after(samples, started + 60)) is not None else "—"),
         ("peak over 10 s", f"{report.peak_rate(samples):,.1f}"),
@@ -556,7 +571,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=None,
                         help="concurrent locust users, shared out by bench/load/mix.py (default: as many per kind as its rate needs "
                              "with answers taking up to 3 s)")
-    parser.add_argument("--rate", type=float, default=500.0, help="Immunizations/s offered; the other traffic follows the mix")
+    parser.add_argument("--rate", type=float, default=None,
+                        help=f"Immunizations/s offered; the other traffic follows the mix (default: the target + {OFFER_MARGIN:.0%})")
     parser.add_argument("--target", type=float, default=500.0, help="Immunization writes/s the run must sustain to pass")
     parser.add_argument("--api-processes", type=int, default=4, help="vaxhub serve --workers")
     parser.add_argument("--workers", type=int, default=2, help="outbox worker processes: half verification, half MPI link (at least one each)")
@@ -602,6 +618,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.set_defaults(minutes=20 / 60, users=12, rate=40.0, target=36.0, known_people=600, citizens=20,
                             verifier_clients=2, ramp_seconds=2.0, sample_every=2.0)
     args = parser.parse_args(argv)
+    if args.rate is None:
+        args.rate = args.target * (1 + OFFER_MARGIN)
     if args.kill and args.api_processes < 2:
         parser.error("--kill needs --api-processes 2 or more: one API process has no supervisor to start it again")
     args.link_workers = max(1, args.workers // 2)
@@ -643,7 +661,7 @@ def _main(args: argparse.Namespace) -> int:
 
     first_guess = split_people(2000, args.seed, 0).population
     new_share = args.new_share if args.new_share is not None else round(first_dose_share(first_guess), 2)
-    size = people_needed(args.rate, seconds, new_share, args.known_people)
+    size = people_needed(args.rate, seconds + args.ramp_seconds, new_share, args.known_people)
     console.print(f"population: {size:,} synthetic people (seed {args.seed}); {args.known_people:,} known before the load; "
                   f"new people get {new_share:.0%} of the doses")
     people = split_people(size, args.seed, args.known_people)
