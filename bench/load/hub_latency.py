@@ -32,23 +32,36 @@ METRIC = "vaxhub_http_request_duration_seconds"
 Snapshot = dict[tuple[str, ...], list[tuple[float, float]]]
 
 
-def snapshot(folder: Path, metric: str = METRIC, labels: tuple[str, ...] = ("method", "route")) -> Snapshot:
-    """A histogram (by default the request durations) of every process that wrote to `folder`, summed, keyed by `labels`."""
+def _samples(folder: Path, metric: str):
+    """Every sample of `metric`'s family written by any process to `folder`."""
     if not folder.is_dir():
-        return {}
+        return
     registry = CollectorRegistry()
     MultiProcessCollector(registry, str(folder))
-    buckets: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
     for family in registry.collect():
-        if family.name != metric:
+        if family.name == metric:
+            yield from family.samples
+
+
+def snapshot(folder: Path, metric: str = METRIC, labels: tuple[str, ...] = ("method", "route")) -> Snapshot:
+    """A histogram (by default the request durations) of every process that wrote to `folder`, summed, keyed by `labels`."""
+    buckets: dict[tuple[str, ...], dict[float, float]] = defaultdict(dict)
+    for sample in _samples(folder, metric):
+        if sample.name != f"{metric}_bucket":
             continue
-        for sample in family.samples:
-            if sample.name != f"{metric}_bucket":
-                continue
-            key = tuple(sample.labels[name] for name in labels)
-            bound = float(sample.labels["le"])
-            buckets[key][bound] = buckets[key].get(bound, 0.0) + sample.value
+        key = tuple(sample.labels[name] for name in labels)
+        bound = float(sample.labels["le"])
+        buckets[key][bound] = buckets[key].get(bound, 0.0) + sample.value
     return {key: sorted(counts.items()) for key, counts in buckets.items()}
+
+
+def totals(folder: Path, metric: str, sample_name: str, labels: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+    """One sample of `metric` (a counter's `_total`, a histogram's `_sum`) summed over the processes, keyed by `labels`."""
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for sample in _samples(folder, metric):
+        if sample.name == sample_name:
+            out[tuple(sample.labels[name] for name in labels)] += sample.value
+    return dict(out)
 
 
 def difference(before: Snapshot, after: Snapshot) -> Snapshot:

@@ -210,8 +210,8 @@ class Watcher:
         self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
         self.hub_before: hub_latency.Snapshot = {}  # the API's own request durations when the load starts …
         self.hub_after: hub_latency.Snapshot = {}  # … and when locust has stopped
-        self.gc_before: hub_latency.Snapshot = {}  # their collector pauses, likewise
-        self.gc_after: hub_latency.Snapshot = {}
+        self.gc_before = gc_report.Reading()  # their collector pauses, likewise
+        self.gc_after = gc_report.Reading()
         self.steady: probes.Sample | None = None  # the database when every user has started: the graded window opens
 
     def _groups(self) -> dict[str, list[int]]:
@@ -315,7 +315,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
             while locust.poll() is None:
                 if not load_started.is_set() and marks.exists():
                     watcher.hub_before = hub_latency.snapshot(hub.metrics_dir)
-                    watcher.gc_before = hub_latency.snapshot(hub.metrics_dir, gc_report.METRIC, gc_report.LABELS)
+                    watcher.gc_before = gc_report.read(hub.metrics_dir)
                     load_started.set()
                 if load_started.is_set():
                     elapsed = time.time() - float(marks.read_text())
@@ -333,7 +333,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
         raise
     load_started.set()
     watcher.hub_after = hub_latency.snapshot(hub.metrics_dir)
-    watcher.gc_after = hub_latency.snapshot(hub.metrics_dir, gc_report.METRIC, gc_report.LABELS)
+    watcher.gc_after = gc_report.read(hub.metrics_dir)
     timing = json.loads((Path(plan["acks_dir"]) / "load-window.json").read_text()) if (Path(plan["acks_dir"]) / "load-window.json").exists() else {}
     return watcher, timing
 
@@ -426,7 +426,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     inside = hub_latency.latencies(hub_latency.difference(watcher.hub_before, watcher.hub_after), least=10)
     if inside:
         console.print(hub_latency.table(inside))
-    if (pauses := gc_report.table(hub_latency.difference(watcher.gc_before, watcher.gc_after))) is not None:
+    if (pauses := gc_report.table(gc_report.between(watcher.gc_before, watcher.gc_after))) is not None:
         console.print(pauses)
     for name, error, count in report.read_failures(run_dir / "locust"):
         console.print(f"  [yellow]{count:,} × {name}: {error[:160]}")
