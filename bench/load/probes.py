@@ -73,6 +73,15 @@ def lock_waits(engine: Engine) -> list[str]:
     return [f"{event}: {query}" for event, query in rows]
 
 
+def vacuuming(engine: Engine) -> list[str]:
+    """The tables of this database a (auto)vacuum is working on right now, with its phase."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT relid::regclass::text, phase FROM pg_stat_progress_vacuum WHERE datname = current_database()"
+        )).all()
+    return [f"{table} ({phase})" for table, phase in rows]
+
+
 def server_process_pids(engine: Engine) -> list[int]:
     """PostgreSQL's own processes that write for every database: the checkpointer,
     the WAL writer and the background writer (their CPU grows with the WAL), and

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load.own_postgres import OwnPostgres  # noqa: E402
 from bench.load import statements  # noqa: E402
-from bench.load import cpu_course, gc_report, hub_latency, mix, probes, report, seed  # noqa: E402
+from bench.load import cpu_course, gc_report, hub_latency, mix, probes, report, seed, vacuum_report  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
 )
@@ -205,6 +205,7 @@ class Watcher:
         self._last_cpu: dict[int, tuple[str, float]] = {}
         self.api_pids_seen: set[int] = set(hub.api.worker_pids())
         self.lock_waits: Counter = Counter()  # statement → samples in which a backend waited on a lock for it
+        self.vacuums: list[tuple[float, list[str]]] = []  # (when, the tables a vacuum was working on)
         self.stop = threading.Event()
         self.kills = KillLog()
         self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
@@ -257,6 +258,7 @@ class Watcher:
             try:
                 self.samples.append(probes.sample(self.engine, time.time()))
                 self.lock_waits.update(probes.lock_waits(self.engine))
+                self.vacuums.append((time.time(), probes.vacuuming(self.engine)))
                 self._measure_cpu()
                 self.cpu_marks.append(cpu_course.CpuMark(time.time(), dict(self.cpu)))
                 self.api_pids_seen |= set(self.hub.api.worker_pids())
@@ -501,6 +503,12 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         console.print("statements waiting on a PostgreSQL lock (backends × samples):")
         for statement, count in watcher.lock_waits.most_common(6):
             console.print(f"  {count:>5}  {statement}")
+    if vacuums := vacuum_report.spans(watcher.vacuums, started, args.sample_every):
+        console.print("vacuums seen during the load (seconds into it; sampled, so short ones may be missed):")
+        for line in vacuum_report.lines(vacuums):
+            console.print(line)
+    else:
+        console.print("no vacuum seen during the load")
     behind = report.first_behind(samples, started, BEHIND_SECONDS)
     slow = report.first_slow_moment(run_dir / "locust", started, report.WRITES, WRITE_P95_MS, warm_up=args.ramp_seconds + 10)
     order = sorted(((at, what) for what, at in {**behind, "API write p95": slow}.items() if at is not None))
