@@ -562,7 +562,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     console.print(f"machine: {os.cpu_count()} cores, load average now {load_avg}; run folder {run_dir}")
     result = {
-        "operations": [asdict(op) for op in operations], "stored": stored, "rate": rate, "window_seconds": window,
+        "operations": [asdict(op) for op in operations], "stored": stored, "rate": rate, "graded_seconds": graded_seconds, "window_seconds": window,
         "drain_seconds": drain_seconds, "at_stop": asdict(at_stop), "loss": asdict(loss), "cpu": watcher.cpu,
         "kills": asdict(watcher.kills), "lock_waits": watcher.lock_waits.most_common(20), "counts": dict(users.counts), "checks": [[w, ok] for w, ok in checks],
     }
