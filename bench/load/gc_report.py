@@ -26,6 +26,7 @@ class Reading:
 
 
 def read(folder: Path) -> Reading:
+    """The API processes' collector metrics as they stand now, summed over the processes."""
     return Reading(snapshot(folder, METRIC, LABELS), totals(folder, METRIC, f"{METRIC}_sum", LABELS),
                    totals(folder, CPU_METRIC, f"{CPU_METRIC}_total", LABELS))
 

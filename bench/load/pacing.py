@@ -1,10 +1,10 @@
 """Pacing that keeps a locust user on its planned rate over the whole run.
 
-locust's `constant_throughput` waits `1/rate` minus the last task's time,
-never less than zero: every task that runs longer than its interval, and
-every wake-up the event loop delivers late, is time the user never makes
-up, so a user planned at one task every 3 s sends a little less than that.
-Over ten minutes the shortfall was about 0.3 % of the plan. Here each user
+locust's `constant_throughput` waits `1/rate` minus the time since its last
+wait ended, never less than zero: a late wake-up is made up on the next
+wait, but a task that runs longer than its interval is time the user never
+gets back, so a user planned at one task every 3 s sends a little less than
+that whenever the hub is slow. Here each user
 keeps a timetable (its n-th task is due n intervals after its first) and
 waits only for the next due time: a user that fell behind goes back to back
 until it is on time again, as a site's system sends the records it queued
