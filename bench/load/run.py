@@ -580,7 +580,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="concurrent locust users, shared out by bench/load/mix.py (default: as many per kind as its rate needs "
                              "with answers taking up to 3 s)")
     parser.add_argument("--rate", type=float, default=None,
-                        help=f"Immunizations/s offered; the other traffic follows the mix (default: the target + {OFFER_MARGIN:.0%})")
+                        help=f"Immunizations/s offered; the other traffic follows the mix (default: the target + {OFFER_MARGIN * 100:.0f} %%)")
     parser.add_argument("--target", type=float, default=500.0, help="Immunization writes/s the run must sustain to pass")
     parser.add_argument("--api-processes", type=int, default=4, help="vaxhub serve --workers")
     parser.add_argument("--workers", type=int, default=2, help="outbox worker processes: half verification, half MPI link (at least one each)")
