@@ -73,13 +73,13 @@ def lock_waits(engine: Engine) -> list[str]:
     return [f"{event}: {query}" for event, query in rows]
 
 
-def vacuuming(engine: Engine) -> list[str]:
-    """The tables of this database a (auto)vacuum is working on right now, with its phase."""
+def vacuuming(engine: Engine) -> list[tuple[str, str]]:
+    """(table, phase) for each table of this database a (auto)vacuum is working on right now."""
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT relid::regclass::text, phase FROM pg_stat_progress_vacuum WHERE datname = current_database()"
         )).all()
-    return [f"{table} ({phase})" for table, phase in rows]
+    return [(table, phase) for table, phase in rows]
 
 
 def server_process_pids(engine: Engine) -> list[int]:

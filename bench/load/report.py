@@ -207,9 +207,14 @@ def _kind_of(name: str) -> str | None:
 
 
 def delivered(operations: list[Operation], pacing: dict[str, float], users: dict[str, int], window: float,
-              only: str | None) -> dict[str, tuple[float, float]]:
-    """Per user kind in the run: (requests/s sent over the load window, requests/s planned)."""
-    planned = {kind: pacing[kind] * users[kind] for kind in pacing if only in (None, kind)}
+              only: str | None, ramp: float = 0.0) -> dict[str, tuple[float, float]]:
+    """Per user kind in the run: (requests/s sent over the load window, requests/s planned).
+
+    Users start evenly over the first `ramp` seconds, so the plan over the
+    window is short by half the ramp at the full pace: the planned rate is
+    what the plan sends over this window, ramp included."""
+    started_share = 1 - min(ramp, window) / (2 * window)
+    planned = {kind: pacing[kind] * users[kind] * started_share for kind in pacing if only in (None, kind)}
     sent: Counter = Counter()
     for op in operations:
         kind = _kind_of(op.name)

@@ -205,7 +205,7 @@ class Watcher:
         self._last_cpu: dict[int, tuple[str, float]] = {}
         self.api_pids_seen: set[int] = set(hub.api.worker_pids())
         self.lock_waits: Counter = Counter()  # statement → samples in which a backend waited on a lock for it
-        self.vacuums: list[tuple[float, list[str]]] = []  # (when, the tables a vacuum was working on)
+        self.vacuums: list[tuple[float, list[tuple[str, str]]]] = []  # (when, (table, phase) of each vacuum at work)
         self.stop = threading.Event()
         self.kills = KillLog()
         self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
@@ -448,7 +448,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         return (getattr(samples[-1], attr) - getattr(samples[0], attr)) / (samples[-1].at - samples[0].at)
 
     server_errors = sum(op.server_errors for op in operations if op.name != "Aggregated")
-    traffic = report.delivered(operations, plan["pacing"], plan["users"], window, args.only)
+    traffic = report.delivered(operations, plan["pacing"], plan["users"], window, args.only, args.ramp_seconds)
     lines = [
         ("Immunizations stored during the load", f"{stored:,}"),
         (f"Immunization writes/s sustained over the {graded_seconds:,.0f} s after the ramp (graded)", f"{rate:,.1f}"),
@@ -462,7 +462,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         ("verification jobs done/s during the load", f"{outbox_rate('verified'):,.1f}"),
         ("MPI records linked/s during the load", f"{outbox_rate('linked'):,.1f}"),
         *[(f"p95 {op.name} (ms)", f"{op.p95:,.0f}") for op in writes],
-        *[(f"{kind} requests/s: sent / planned", f"{sent:,.1f} / {planned:,.1f}") for kind, (sent, planned) in traffic.items()],
+        *[(f"{kind} requests/s: sent / planned (ramp counted)", f"{sent:,.1f} / {planned:,.1f}") for kind, (sent, planned) in traffic.items()],
         ("5xx answers", f"{server_errors:,}"),
         ("requests without an answer", f"{sum(op.no_answer for op in operations if op.name != 'Aggregated'):,}"),
         ("outbox at stop: verification / MPI link / goldens", f"{at_stop.verification_queued:,} / {at_stop.link_queued:,} / {at_stop.goldens_stale:,}"),
@@ -503,7 +503,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         console.print("statements waiting on a PostgreSQL lock (backends × samples):")
         for statement, count in watcher.lock_waits.most_common(6):
             console.print(f"  {count:>5}  {statement}")
-    if vacuums := vacuum_report.spans(watcher.vacuums, started, args.sample_every):
+    if vacuums := vacuum_report.spans(watcher.vacuums, started, stopped, args.sample_every):
         console.print("vacuums seen during the load (seconds into it; sampled, so short ones may be missed):")
         for line in vacuum_report.lines(vacuums):
             console.print(line)

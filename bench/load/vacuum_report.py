@@ -17,12 +17,16 @@ class Span:
     samples: int
 
 
-def spans(marks: list[tuple[float, list[str]]], started: float, every: float) -> list[Span]:
-    """Merge each table's sightings into spans: samples no more than 1.5 intervals apart are one vacuum."""
+def spans(marks: list[tuple[float, list[tuple[str, str]]]], started: float, stopped: float, every: float) -> list[Span]:
+    """Merge each table's sightings between `started` and `stopped` into spans:
+    samples no more than 1.5 intervals apart are one vacuum. Samples outside
+    the load (the seeding, the drain) are left out, as in the other tables."""
     open_: dict[str, Span] = {}
     done: list[Span] = []
     for at, seen in sorted(marks):
-        tables = {entry.split(" (")[0] for entry in seen}
+        if not started <= at <= stopped:
+            continue
+        tables = {table for table, _phase in seen}
         for table in tables:
             span = open_.get(table)
             if span is not None and at - started - span.last_s <= 1.5 * every:

@@ -21,6 +21,12 @@ def test_each_kind_is_its_operations_over_the_window_beside_its_plan():
     assert got == {"SiteBundleUser": (5.0, 5.0), "VxuSenderUser": (9.0, 10.0), "HealthBookUser": (16.0, 20.0), "VerifierUser": (4.0, 10.0)}
 
 
+def test_the_plan_over_a_window_with_a_ramp_misses_half_the_ramp():
+    # Users starting evenly over 20 s of a 100-s window: 90 s of the full pace.
+    got = delivered([_op("verify QR", 900)], PACING, USERS, 100.0, "VerifierUser", ramp=20.0)
+    assert got == {"VerifierUser": (9.0, 9.0)}
+
+
 def test_a_run_of_one_kind_is_judged_on_that_kind_only():
     got = delivered([_op("verify QR", 950)], PACING, USERS, 100.0, "VerifierUser")
     assert got == {"VerifierUser": (9.5, 10.0)}

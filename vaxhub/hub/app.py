@@ -25,6 +25,7 @@ from vaxhub.hub.api import health
 from vaxhub.hub.api import corrections as corrections_api
 from vaxhub.hub.healthbook.correction_queue import CorrectionQueue
 from vaxhub.hub.hub_store import hub_store
+from vaxhub.hub.api.flat_routes import add_routes
 from vaxhub.hub.api.access import AuditMiddleware
 from vaxhub.hub.api.outcomes import install_handlers
 from vaxhub.hub.api.url_guard import RefuseControlCharacters
@@ -107,33 +108,34 @@ def build_app(
     app.add_middleware(RefuseControlCharacters)  # inside the audit middleware: refusals are audited
     app.add_middleware(AuditMiddleware, trail=trail)
     app.add_middleware(RequestObservation)  # added last, so outermost: the request id is bound for the audit too
-    # FastAPI tries the routes in order, router by router, each route a regular
-    # expression: the routes the national load sends most (HL7 v2, certificate
-    # downloads and checks, FHIR) come first. Within /fhir the fixed paths
+    # FastAPI tries the routes in order, each a regular expression (the
+    # routers' routes are put in the app's own list, `flat_routes`): the
+    # routes the national load sends most (HL7 v2, certificate downloads and
+    # checks, FHIR) come first. Within /fhir the fixed paths
     # stay before the generic resource routes, which would read `$export`,
     # `$match`, `metadata` or `AuditEvent`'s search as a type or an id.
-    app.include_router(hl7v2.build_router(store, settings))
+    add_routes(app, hl7v2.build_router(store, settings))
     app.state.certificates = CertificateService(engine, store, trail, settings)
-    app.include_router(certificates.build_public_router(app.state.certificates))  # before `/certificates/{uvci}`
-    app.include_router(certificates.build_router(app.state.certificates, store, trail))
-    app.include_router(metadata.build_router(settings, released))
-    app.include_router(audit_events.build_router(trail, settings))
-    app.include_router(patient_match.build_router(mpi, settings))
+    add_routes(app, certificates.build_public_router(app.state.certificates))  # before `/certificates/{uvci}`
+    add_routes(app, certificates.build_router(app.state.certificates, store, trail))
+    add_routes(app, metadata.build_router(settings, released))
+    add_routes(app, audit_events.build_router(trail, settings))
+    add_routes(app, patient_match.build_router(mpi, settings))
     exports = export_jobs(engine, settings)
     exporter = BackgroundExporter(ExportRunner(store, exports, ExportOptions.from_settings(settings))) if settings.export_in_process else None
     if exporter is not None:  # the API process runs export jobs too (`vaxhub export work` needs no API)
         app.router.on_startup.append(exporter.start)
         app.router.on_shutdown.append(exporter.stop)
-    app.include_router(bulk_export_api.build_router(store, exports, settings, exporter))
-    app.include_router(resources.build_router(store, settings, trail))
-    app.include_router(auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store, trail=trail))
-    app.include_router(health.build_router(engine))  # /healthz, /readyz: public, for load balancers
-    app.include_router(metrics_endpoint.build_router(settings, engine, tokens))  # GET /metrics
-    app.include_router(imports.build_router(store, settings))
-    app.include_router(verification.build_router(engine, store))
-    app.include_router(mpi_api.build_router(mpi))
-    app.include_router(reminders_api.build_router(engine))  # health book: dose reminders
-    app.include_router(corrections_api.build_router(CorrectionQueue(store, trail, app.state.certificates)))  # sites' correction queue
+    add_routes(app, bulk_export_api.build_router(store, exports, settings, exporter))
+    add_routes(app, resources.build_router(store, settings, trail))
+    add_routes(app, auth.build_router(settings=settings, tokens=tokens, clients=clients, otp=otp, eid=eid or national_eid(settings), store=store, trail=trail))
+    add_routes(app, health.build_router(engine))  # /healthz, /readyz: public, for load balancers
+    add_routes(app, metrics_endpoint.build_router(settings, engine, tokens))  # GET /metrics
+    add_routes(app, imports.build_router(store, settings))
+    add_routes(app, verification.build_router(engine, store))
+    add_routes(app, mpi_api.build_router(mpi))
+    add_routes(app, reminders_api.build_router(engine))  # health book: dose reminders
+    add_routes(app, corrections_api.build_router(CorrectionQueue(store, trail, app.state.certificates)))  # sites' correction queue
     install_pages(app, otp=otp)  # citizen portal, verifier page, operator dashboard (vaxhub.hub.web)
 
     @app.get("/", include_in_schema=False)

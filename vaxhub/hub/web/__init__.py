@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.requests import Request
 
+from vaxhub.hub.api.flat_routes import add_routes
 from vaxhub.hub.api.access import RateLimiter
 from vaxhub.hub.audit.trail import AuditTrail, Interaction
 from vaxhub.hub.certificates.service import CertificateService
@@ -83,8 +84,8 @@ def install_pages(app: FastAPI, *, otp: OtpLogin) -> None:
         trail=app.state.audit, certificates=app.state.certificates, otp=otp, rate_limiter=app.state.rate_limiter, pages=pages,
     )
     app.state.pages = pages
-    app.include_router(portal.build_router(web))
-    app.include_router(verifier.build_router(web))
-    app.include_router(dashboard.build_router(web))
-    app.include_router(dashboard.build_data_router(web))
+    add_routes(app, portal.build_router(web))
+    add_routes(app, verifier.build_router(web))
+    add_routes(app, dashboard.build_router(web))
+    add_routes(app, dashboard.build_data_router(web))
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="web-static")
