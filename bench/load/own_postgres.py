@@ -50,10 +50,13 @@ def _free_port() -> int:
 
 
 class OwnPostgres:
-    """`with OwnPostgres() as admin_url:` a fresh cluster, stopped and removed after."""
+    """`with OwnPostgres() as admin_url:` a fresh cluster, stopped and removed
+    after; with `keep`, left running for a look at what the run stored
+    (`stop_command` says how to stop and remove it)."""
 
-    def __init__(self, settings: dict[str, str] | None = None):
+    def __init__(self, settings: dict[str, str] | None = None, *, keep: bool = False):
         self.settings = {**SETTINGS, **(settings or {})}
+        self.keep = keep
         bin_dir = _bin_dir()
         self.initdb = str(bin_dir / "initdb") if bin_dir else shutil.which("initdb")
         self.pg_ctl = str(bin_dir / "pg_ctl") if bin_dir else shutil.which("pg_ctl")
@@ -85,10 +88,17 @@ class OwnPostgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def __exit__(self, *exc: object) -> None:
+        if self.keep:
+            return
         try:
             self._run(self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop_command(self) -> str:
+        """The shell command that stops a kept cluster and removes its files."""
+        run_as = "runuser -u postgres -- " if self.as_postgres else ""
+        return f"{run_as}{self.pg_ctl} -D {self.data} -m fast -w stop && rm -rf {self.root}"
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.settings.items() if k not in ("listen_addresses", "fsync", "synchronous_commit"))

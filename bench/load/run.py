@@ -621,7 +621,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ramp-seconds", type=float, default=10.0, help="seconds to start every user")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between database samples")
     parser.add_argument("--drain-limit", type=float, default=300.0, help="seconds to wait for the outboxes after the load")
-    parser.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the database (its URL is printed); with --own-postgres its cluster is left running too")
     if parser.parse_known_args(argv)[0].smoke:  # smaller defaults; options given still win
         parser.set_defaults(minutes=20 / 60, users=12, rate=40.0, target=36.0, known_people=600, citizens=20,
                             verifier_clients=2, ramp_seconds=2.0, sample_every=2.0)
@@ -653,11 +654,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.statements:
             raise SystemExit("--statements needs --own-postgres (pg_stat_statements is loaded when the server starts)")
         return _main(args)
-    server = OwnPostgres(statements.SERVER_SETTINGS if args.statements else None)
+    server = OwnPostgres(statements.SERVER_SETTINGS if args.statements else None, keep=args.keep)
     console.print(f"PostgreSQL: a cluster of the run's own ({server.describe()})")
-    with server as admin_url:
-        args.postgres_url = admin_url
-        return _main(args)
+    try:
+        with server as admin_url:
+            args.postgres_url = admin_url
+            return _main(args)
+    finally:
+        if args.keep:
+            console.print(f"the run's PostgreSQL is left running with the database; to stop and remove it: {server.stop_command()}")
 
 
 def _main(args: argparse.Namespace) -> int:

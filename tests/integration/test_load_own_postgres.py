@@ -1,10 +1,12 @@
 """The load test's own PostgreSQL cluster (`--own-postgres`): made with the
-operations guide's settings, usable by the hub's migrations, and gone after."""
+operations guide's settings, usable by the hub's migrations, and gone after
+(unless kept, when it still answers and its stop command removes it)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -30,6 +32,24 @@ def test_a_cluster_of_its_own_runs_with_the_guides_settings_and_is_removed_after
         finally:
             engine.dispose()
     assert shown == {"shared_buffers": SETTINGS["shared_buffers"], "max_wal_size": SETTINGS["max_wal_size"], "autovacuum": "on"}
+    assert not server.root.exists()
+
+
+def test_a_kept_cluster_still_answers_after_the_run_and_its_stop_command_removes_it():
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("as root the cluster runs as the postgres user, through runuser")
+    server = OwnPostgres(keep=True)
+    try:
+        with server as admin_url:
+            pass
+        engine = create_engine(admin_url)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            engine.dispose()
+    finally:
+        subprocess.run(server.stop_command(), shell=True, check=True, capture_output=True)
     assert not server.root.exists()
 
 

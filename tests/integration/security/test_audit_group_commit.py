@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+from prometheus_client import REGISTRY
 from psycopg import pq
 from sqlalchemy import func, select
 
@@ -126,9 +127,11 @@ def test_two_processes_on_one_read_chain_neither_overwrites_the_other(engine):
     first._read_chains.chain = second._read_chains.chain = 2
     ids = [first.record(_read_of("p-a1")), second.record(_read_of("p-b1")), second.record(_read_of("p-b2"))]
     assert first._read_chains.moves == 0 and second._read_chains.moves == 0
+    moves_before = REGISTRY.get_sample_value("vaxhub_audit_read_chain_moves_total") or 0.0
     ids.append(first.record(_read_of("p-a2")))  # remembers event 1 of chain 2, which is now at 3
 
     assert first._read_chains.moves == 1 and first._read_chains.chain == 3
+    assert REGISTRY.get_sample_value("vaxhub_audit_read_chain_moves_total") == moves_before + 1  # what operators see on /metrics
     with engine.connect() as conn:
         stored = {r.event_id: (r.chain, r.seq) for r in conn.execute(select(AuditEventRow.event_id, AuditEventRow.chain, AuditEventRow.seq))}
     assert [stored[i] for i in ids] == [(2, 1), (2, 2), (2, 3), (3, 1)]

@@ -31,6 +31,7 @@ import psycopg
 from sqlalchemy import Engine, Table
 
 from vaxhub.hub.audit.tables import AuditChainHeadRow, AuditEventRow, AuditPatientRow
+from vaxhub.hub.observability.metrics import AUDIT_READ_CHAIN_MOVES
 
 HEADS = AuditChainHeadRow.__tablename__
 Rows = tuple[list[str], list[tuple[Table, list[dict]]]]
@@ -101,6 +102,7 @@ class ReadChains:
     def _move_on(self) -> None:
         """Another process appends to this chain too: try another."""
         self.moves += 1
+        AUDIT_READ_CHAIN_MOVES.inc()
         others = [c for c in self.chains if c != self.chain]
         if others:
             self.chain = random.choice(others)

@@ -50,6 +50,10 @@ AUDIT_EVENTS_PER_COMMIT = Histogram(
     "vaxhub_audit_events_per_commit", "AuditEvents of reads and refusals committed together (those recorded at the same time in a process share one commit).",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+AUDIT_READ_CHAIN_MOVES = Counter(
+    "vaxhub_audit_read_chain_moves",
+    "Times a process found another appending to its read audit chain and moved to another (PostgreSQL): a rate that keeps up means too few read chains.",
+)
 HL7_SET_ASIDE = Counter("vaxhub_hl7_messages_set_aside", "VXU messages taken out of a group after failing in it, and stored alone.")
 CERTIFICATES_ISSUED = Counter("vaxhub_certificates_issued", "Vaccination certificates issued (each one a DCC, a SMART Health Card and a DDCC).")
 LOGINS = Counter("vaxhub_logins", "Logins at the token endpoint and the portal, by method and outcome.", ["method", "outcome"])
