@@ -20,6 +20,11 @@ def test_the_hub_has_no_included_router_left(hub):
     assert raw.get("/healthz").status_code == 200
     assert raw.get("/fhir/Patient/abc").status_code == 401  # routed to the FHIR read, refused by its dependency
     assert raw.get("/no/such/path").status_code == 404
+    # The API description still lists the routers' operations, with their routers' tags.
+    paths = raw.get("/openapi.json").json()["paths"]
+    assert paths["/hl7v2"]["post"]["tags"] == ["HL7 v2"]
+    assert paths["/fhir/Patient/{res_id}/$everything"]["get"]["tags"] == ["FHIR R4"]
+    assert "/certificates/verify" in paths and "/fhir/AuditEvent" in paths
 
 
 def test_a_flattened_router_keeps_its_prefix_dependencies_and_handlers():

@@ -64,6 +64,15 @@ def test_the_hub_answers_both_probes_without_a_token(hub):
     assert r.headers["cache-control"] == "no-store"
 
 
+def test_head_probes_are_answered_and_the_api_description_names_each_operation_once(hub):
+    _app, raw, _login = hub
+    for path in ("/healthz", "/readyz"):
+        r = raw.head(path)
+        assert (r.status_code, r.content, r.headers["cache-control"]) == (200, b"", "no-store")
+    operations = [op.get("operationId") for item in raw.get("/openapi.json").json()["paths"].values() for op in item.values()]
+    assert len(operations) == len(set(operations)), sorted(o for o in operations if operations.count(o) > 1)
+
+
 def test_liveness_never_asks_the_database_and_readiness_does(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
     upgrade(engine)
