@@ -9,8 +9,9 @@ the first dependency that refuses it (no token) or, for `/healthz`, at its
 trivial answer: the same work after routing in both apps, so the difference
 per request is routing. (The certificate routes are left out: they audit a
 refused request in the database before answering, which costs ten times
-what routing does and varies more than it.) Blocks of each app alternate so both see the same
-machine; the medians are printed in microseconds of this process's CPU.
+what routing does and varies more than it.) Blocks of each app alternate so
+both see the same machine; the medians are printed in microseconds of this
+process's CPU. Both apps keep their database and keys in a temporary folder.
 
     .venv/bin/python bench/routing.py [--requests 2000] [--blocks 5]
 """
@@ -46,8 +47,9 @@ REQUESTS = [  # (method, path) as the load test sends them
 ]
 
 
-def build(database: Path, flat: bool) -> FastAPI:
-    settings = load_settings().model_copy(update={"database_url": f"sqlite:///{database}"})
+def build(folder: Path, flat: bool) -> FastAPI:
+    folder.mkdir()
+    settings = load_settings().model_copy(update={"database_url": f"sqlite:///{folder / 'hub.db'}", "data_dir": folder})
     if flat:
         return app_module.build_app(settings)
     included = lambda app, router: app.include_router(router)  # noqa: E731
@@ -97,7 +99,7 @@ def main() -> int:
     args = parser.parse_args()
     console = Console(width=150)
     with tempfile.TemporaryDirectory() as folder:
-        apps = {"flat": build(Path(folder) / "flat.db", True), "included": build(Path(folder) / "included.db", False)}
+        apps = {"flat": build(Path(folder) / "flat", True), "included": build(Path(folder) / "included", False)}
         table = Table(title=f"CPU µs per request up to its first refusal, median of {args.blocks} blocks of {args.requests:,}")
         for column in ("request", "status", "flat (the hub)", "include_router", "included / flat", "saved µs"):
             table.add_column(column, justify="right" if column != "request" else "left")

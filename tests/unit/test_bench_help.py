@@ -1,5 +1,5 @@
 """Every measuring script answers `--help` with its usage: argparse formats
-help strings with `%`, so a bare percent sign in one (say "2 %") breaks the
+help strings with `%`, so a bare percent sign in one (say "2 %)") breaks the
 help of the whole script, and nothing else would notice."""
 
 from __future__ import annotations
