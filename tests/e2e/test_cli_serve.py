@@ -111,6 +111,8 @@ def test_demo_loads_sample_data_idempotently(tmp_path):
     assert "resources created" in first.stdout and "/fhir/metadata" in first.stdout
     created = int(first.stdout.split("sample data: ")[1].split()[0])
     assert created > 40
+    # The demo's signing keys live in its folder, not in ./vaxhub-data of the working directory.
+    assert (tmp_path / "cert-keys").is_dir() and any((tmp_path / "cert-keys").iterdir())
     again = _vaxhub("demo", "--people", "40", "--data-dir", str(tmp_path), "--load-only", timeout=180)
     assert "sample data: 0 resources created" in again.stdout
 

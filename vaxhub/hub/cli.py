@@ -186,7 +186,7 @@ def audit_verify() -> None:
 def demo(
     port: int = typer.Option(8080, help="TCP port."),
     people: int = typer.Option(300, min=1, help="How many synthetic people to load."),
-    data_dir: str = typer.Option("demo-data", help="Folder for the demo database."),
+    data_dir: str = typer.Option("demo-data", help="Folder for the demo's database, keys and files."),
     load_only: bool = typer.Option(False, help="Load the sample data and exit without serving."),
 ) -> None:
     """Start the hub on SQLite with realistic sample data loaded."""

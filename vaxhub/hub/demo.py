@@ -67,7 +67,8 @@ def run_demo(*, port: int, people: int, data_dir: str, serve: bool = True) -> No
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'vaxhub.db'}"
-    settings = load_settings(database_url=url)
+    # Keys, exports and the token-signing key live beside the demo's database, not in ./vaxhub-data.
+    settings = load_settings(database_url=url, data_dir=folder)
     engine = make_engine(url)
     upgrade(engine)
     store = FhirStore(engine, listeners=[VerificationEnqueuer()])
