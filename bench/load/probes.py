@@ -111,12 +111,14 @@ def wal_totals(engine: Engine) -> Wal | None:
     return Wal(time.time(), float(row.wal_bytes), int(row.wal_fpi), int(row.wal_records))
 
 
-def backend_pids(engine: Engine) -> list[int]:
-    """PostgreSQL server processes serving this database (for their CPU time); autovacuum's are the server's."""
+def backends(engine: Engine) -> dict[int, str]:
+    """PostgreSQL server processes serving this database (for their CPU time), each
+    with the application_name its client gave; autovacuum's are the server's."""
     with engine.connect() as conn:
-        return list(conn.execute(text(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type <> 'autovacuum worker'"
-        )).scalars())
+        return {pid: name or "" for pid, name in conn.execute(text(
+            "SELECT pid, application_name FROM pg_stat_activity "
+            "WHERE datname = current_database() AND backend_type <> 'autovacuum worker'"
+        ))}
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterable[list]:

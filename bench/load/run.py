@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from bench.databases import drop_unless_kept, fresh_postgres_database  # noqa: E402
 from bench.load.own_postgres import OwnPostgres  # noqa: E402
 from bench.load import statements  # noqa: E402
-from bench.load import cpu_course, gc_report, hub_latency, mix, probes, report, seed, vacuum_report  # noqa: E402
+from bench.load import cpu_course, gc_report, hub_latency, mix, pg_clients, probes, report, seed, vacuum_report  # noqa: E402
 from bench.load.processes import (  # noqa: E402
     VAXHUB, Api, Managed, restart_renamed, start_api, start_link_worker, start_registries, start_verification_worker, worker_name,
 )
@@ -142,7 +142,8 @@ class Hub:
 
 def hub_env(args, database_url: str, data_dir: Path, eid_jwks: Path) -> dict[str, str]:
     return {
-        **os.environ,
+        # Each service names its own PostgreSQL connections (the report charges the database's CPU by them).
+        **{k: v for k, v in os.environ.items() if k != "PGAPPNAME"},
         "VAXHUB_DATABASE_URL": database_url,
         "VAXHUB_DATA_DIR": str(data_dir),
         "VAXHUB_AUTO_MIGRATE": "false",  # migrated once before anything starts
@@ -203,6 +204,8 @@ class Watcher:
         self.cpu: dict[str, float] = {}
         self.cpu_marks: list[cpu_course.CpuMark] = []  # `cpu` as it stood at each sample
         self._last_cpu: dict[int, tuple[str, float]] = {}
+        self.pg_by_service: dict[str, float] = {}  # the database's backends' CPU by the service each served
+        self._pg_names: dict[int, str] = {}  # backend pid → its client's application_name
         self.api_pids_seen: set[int] = set(hub.api.worker_pids())
         self.lock_waits: Counter = Counter()  # statement → samples in which a backend waited on a lock for it
         self.vacuums: list[tuple[float, list[tuple[str, str]]]] = []  # (when, (table, phase) of each vacuum at work)
@@ -233,7 +236,8 @@ class Watcher:
             "locust (load generator)": tree(self.locust.pid),
         }
         try:
-            groups["PostgreSQL (this database)"] = probes.backend_pids(self.engine)
+            self._pg_names = probes.backends(self.engine)
+            groups[cpu_course.PG] = list(self._pg_names)
             groups["PostgreSQL server (checkpointer, WAL and background writers, autovacuum)"] = probes.server_process_pids(self.engine)
         except Exception:  # noqa: BLE001 - a probe must not stop the run
             pass
@@ -250,6 +254,9 @@ class Watcher:
                 _, before = self._last_cpu.get(pid, (group, None))
                 if before is not None:
                     self.cpu[group] = self.cpu.get(group, 0.0) + max(0.0, total - before)
+                    if group == cpu_course.PG:
+                        name = pg_clients.service(self._pg_names.get(pid))
+                        self.pg_by_service[name] = self.pg_by_service.get(name, 0.0) + max(0.0, total - before)
                 self._last_cpu[pid] = (group, total)
 
     def run(self) -> None:
@@ -485,6 +492,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     for group, used in sorted(watcher.cpu.items(), key=lambda kv: -kv[1]):
         cpu.add_row(group, f"{used:,.0f}", f"{used / (os.cpu_count() * window):.0%}")
     console.print(cpu)
+    if watcher.pg_by_service:
+        console.print(pg_clients.table(watcher.pg_by_service, stored, window))
     sent = sum(op.requests for op in operations if op.name != "Aggregated")
     if sent and "locust (load generator)" in watcher.cpu:
         # Locust's work per request does not change with the hub's code, so
@@ -564,6 +573,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     result = {
         "operations": [asdict(op) for op in operations], "stored": stored, "rate": rate, "graded_seconds": graded_seconds, "window_seconds": window,
         "drain_seconds": drain_seconds, "at_stop": asdict(at_stop), "loss": asdict(loss), "cpu": watcher.cpu,
+        "postgresql_cpu_by_service": watcher.pg_by_service,
         "kills": asdict(watcher.kills), "lock_waits": watcher.lock_waits.most_common(20), "counts": dict(users.counts), "checks": [[w, ok] for w, ok in checks],
     }
     (run_dir / "result.json").write_text(json.dumps(result, indent=1, default=str))

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from tests.builders import person_with_doses, transaction
+from vaxhub.hub.storage.engine import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,6 +117,28 @@ def test_demo_loads_sample_data_idempotently(tmp_path):
     assert (tmp_path / "cert-keys").is_dir() and any((tmp_path / "cert-keys").iterdir())
     again = _vaxhub("demo", "--people", "40", "--data-dir", str(tmp_path), "--load-only", timeout=180)
     assert "sample data: 0 resources created" in again.stdout
+
+
+def test_serve_names_its_postgresql_connections(tmp_path, postgres_database):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PGAPPNAME"}
+    env.update({"VAXHUB_DATABASE_URL": postgres_database, "VAXHUB_DATA_DIR": str(tmp_path / "data")})
+    proc = subprocess.Popen([sys.executable, "-m", "vaxhub.hub.cli", "serve", "--port", str(port), "--workers", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/readyz", proc)  # a database round trip in a worker process
+        admin = make_engine(postgres_database, pool_size=1)
+        try:
+            with admin.connect() as conn:
+                names = set(conn.execute(text(
+                    "SELECT application_name FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )).scalars())
+        finally:
+            admin.dispose()
+        assert "vaxhub serve" in names, names
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def _idle_then_ask(port: int, idle: float) -> int | None:

@@ -59,10 +59,11 @@ def serve(
     """Run the FHIR API."""
     import uvicorn
 
-    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.storage.engine import make_engine, name_connections, upgrade
 
     from vaxhub.hub.security.tokens import load_or_create_signing_key
 
+    name_connections("vaxhub serve")
     settings = load_settings()
     if settings.auto_migrate:
         # Migrate once here, not in every worker at the same moment.
@@ -211,9 +212,10 @@ def worker(
     import threading
 
     from vaxhub.hub.gc_tuning import settle_heap
-    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.storage.engine import make_engine, name_connections, upgrade
     from vaxhub.hub.verification.worker import run_worker
 
+    name_connections("vaxhub worker")
     settings = load_settings()
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     if settings.auto_migrate:
@@ -347,8 +349,9 @@ def mllp(
     from vaxhub.hub.ingest.vxu import VxuReceiver
     from vaxhub.hub.ingest.vxu_groups import VxuGroups
     from vaxhub.hub.logging_setup import configure_logging
-    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.storage.engine import make_engine, name_connections, upgrade
 
+    name_connections("vaxhub mllp")
     settings = load_settings()
     configure_logging(settings.effective_log_format(), settings.log_level)  # a long-running service: JSON lines in production
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)

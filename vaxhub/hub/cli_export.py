@@ -28,9 +28,10 @@ def work(
     import threading
 
     from vaxhub.hub.bulk_export.runner import ExportOptions, ExportRunner, export_jobs
-    from vaxhub.hub.storage.engine import make_engine, upgrade
+    from vaxhub.hub.storage.engine import make_engine, name_connections, upgrade
     from vaxhub.hub.storage.store import FhirStore
 
+    name_connections("vaxhub export work")
     settings = load_settings()
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, statement_timeout_ms=settings.statement_timeout_ms)
     if settings.auto_migrate:

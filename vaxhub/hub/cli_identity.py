@@ -42,7 +42,9 @@ def work(
     from vaxhub.hub.gc_tuning import settle_heap
     from vaxhub.hub.mpi.worker import LinkWorker
     from vaxhub.hub.logging_setup import configure_logging
+    from vaxhub.hub.storage.engine import name_connections
 
+    name_connections("vaxhub mpi work")
     settings, engine = _engine()
     configure_logging(settings.effective_log_format(), settings.log_level)  # a long-running service: JSON lines in production
     registry = None

@@ -7,6 +7,7 @@ production store. The schema is owned by Alembic from the first table on:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,19 @@ WRITE_OPTION = "vaxhub_write"
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
+
+
+def name_connections(name: str) -> None:
+    """Name the PostgreSQL connections of this process and of the processes it starts.
+
+    libpq sends `PGAPPNAME` as the connection's `application_name`, which
+    `pg_stat_activity` shows beside each backend and `log_line_prefix` can
+    print (`%a`): an operator looking at a busy server sees which hub service
+    each connection serves. Set in the environment rather than on the engine
+    so that uvicorn's worker processes, started afresh, inherit it. A name the
+    operator set (`PGAPPNAME`, or `application_name` in the database URL)
+    wins."""
+    os.environ.setdefault("PGAPPNAME", name[:63])  # PostgreSQL keeps 63 bytes (NAMEDATALEN - 1)
 
 
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, statement_timeout_ms: int | None = None) -> Engine:
