@@ -1,12 +1,14 @@
 """What one dose costs: CPU of the API and of PostgreSQL, and WAL, per
 Immunization stored from the load test's site Bundles.
 
-One `vaxhub serve` process on a fresh PostgreSQL database; the sites are
+`vaxhub serve` on a fresh PostgreSQL database; the sites are
 registered and `--known` people stored with a first dose (as the load test
 seeds them); then `--bundles` transaction Bundles of 20 doses shaped as in
 the national load test (`bench/load/workload.py`: each dose with its
 Patient, conditional creates on the CCCD and the site's number, 38 % of the
-doses for people the hub has not seen) are posted by 4 client threads. The
+doses for people the hub has not seen) are posted by `--bundle-clients`
+threads (4) to `--api-processes` API processes (1; the load test runs 4,
+and more transactions writing at once cost PostgreSQL more per dose). The
 figures are read from the processes' own CPU counters (`/proc`) and from
 PostgreSQL's WAL position over the posting alone, so they do not move with
 how busy the machine is the way a rate does; the outbox workers are not
@@ -173,6 +175,10 @@ def main() -> int:
     parser.add_argument("--known", type=int, default=3000, help="people stored with a first dose before the measured Bundles")
     parser.add_argument("--bundles", type=int, default=400, help="measured Bundles of 20 doses")
     parser.add_argument("--vxu", type=int, default=1000, help="measured VXU^V04 messages of one dose each, after the Bundles")
+    parser.add_argument("--bundle-clients", type=int, default=4,
+                        help="client threads posting the measured Bundles (the load test has 69 site users over 4 API processes)")
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="`vaxhub serve --workers`: with more, more transactions write at once, as under the load test's 4")
     parser.add_argument("--vxu-clients", type=int, default=16,
                         help="client threads posting the VXU messages (the load test has 150 hospital senders; messages that queue are stored together)")
     parser.add_argument("--rate-limits", choices=("redis", "database"), default="redis",
@@ -194,7 +200,8 @@ def main() -> int:
     doses = args.bundles * mix.DOSES_PER_BUNDLE
     floor = _floor_ms_per_dose(measured)
 
-    table = Table(title=f"per Immunization stored: {args.bundles} Bundles of {mix.DOSES_PER_BUNDLE} doses, {NEW_SHARE:.0%} new people, one API process")
+    table = Table(title=f"per Immunization stored: {args.bundles} Bundles of {mix.DOSES_PER_BUNDLE} doses, {NEW_SHARE:.0%} new people, "
+                        f"{args.bundle_clients} clients, {args.api_processes} API process(es)")
     for column in ("round", "doses/s", "API CPU ms", "PostgreSQL CPU ms", "WAL kB", "floor ms", "API / floor", "errors"):
         table.add_column(column, justify="right")
     vxu_table = Table(title=f"per VXU^V04 message of one dose: {args.vxu} messages from {args.vxu_clients} clients after the Bundles, "
@@ -204,7 +211,7 @@ def main() -> int:
     ok = True
     for round_no in range(1, args.rounds + 1):
         url, drop = fresh_postgres_database(args.postgres_url, "vaxhub_dose_cost")
-        hub = Hub(url, 1)
+        hub = Hub(url, args.api_processes)
         admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
         try:
             register_sites(hub.base, hub.headers, sites)
@@ -218,7 +225,7 @@ def main() -> int:
                 wal_before = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one()
             api_pids = api_pids_of(hub)
             with CpuMeter(lambda: api_pids) as api, CpuMeter(postgres_pids) as pg:
-                elapsed, more = post_all(hub.base, hub.headers, measured, 4, f"round {round_no}: measured Bundles")
+                elapsed, more = post_all(hub.base, hub.headers, measured, args.bundle_clients, f"round {round_no}: measured Bundles")
             api_cpu, pg_cpu = api.seconds, pg.seconds
             with admin.connect() as conn:
                 wal = conn.execute(text("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")).scalar_one() - wal_before
