@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from bench.load import pg_clients, probes
-from tests.unit.test_load_cpu_course import _rows
+from tests.rich_tables import cells as _rows
 from vaxhub.hub.storage.engine import make_engine, name_connections
 
 

@@ -3,21 +3,14 @@ the hub's processes and locust's CPU per request, from cumulative counters."""
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from bench.load.cpu_course import API, LOCUST, PG, CpuMark, request_counts, table
 from bench.load.probes import Sample
+from tests.rich_tables import cells as _rows
 
 
 def _stored(at: float, immunizations: int) -> Sample:
     return Sample(at=at, immunizations=immunizations, verification_queued=0, verification_oldest_s=0, link_queued=0,
                   link_oldest_s=0, goldens_stale=0, db_active=0, db_waiting_lock=0)
-
-
-def _rows(rendered: Table) -> list[list[str]]:
-    """The table's cells, row by row."""
-    columns = [list(c.cells) for c in rendered.columns]
-    return [list(row) for row in zip(*columns)]
 
 
 def test_each_interval_is_its_own_cpu_over_its_own_doses_and_requests(tmp_path):
