@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="Requests one API process works on at once (the thread pool of its synchronous routes); "
                     "more wait in its event loop. A few per core spends less CPU on switching between them.",
     )
+    writes_first: bool = Field(
+        True,
+        description="When an API process has more requests than api_threads, waiting writes (sites' Bundles, HL7 v2 "
+                    "messages, resource writes) are let in before waiting reads (vaxhub.hub.api.writes_first).",
+    )
     sql_echo: bool = False
     pdf_process: bool = Field(
         True,

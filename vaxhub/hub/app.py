@@ -29,6 +29,7 @@ from vaxhub.hub.api.flat_routes import add_routes
 from vaxhub.hub.api.access import AuditMiddleware
 from vaxhub.hub.api.outcomes import install_handlers
 from vaxhub.hub.api.url_guard import RefuseControlCharacters
+from vaxhub.hub.api.writes_first import WritesFirst
 from vaxhub.hub.certificates.service import CertificateService
 from vaxhub.hub.logging_setup import configure_logging
 from vaxhub.hub.mpi.service import MasterPatientIndex
@@ -107,6 +108,8 @@ def build_app(
     install_handlers(app)
     app.add_middleware(RefuseControlCharacters)  # inside the audit middleware: refusals are audited
     app.add_middleware(AuditMiddleware, trail=trail)
+    if settings.writes_first:  # inside the observation: a request's time and metrics include its wait for a place
+        app.add_middleware(WritesFirst, places=settings.api_threads)
     app.add_middleware(RequestObservation)  # added last, so outermost: the request id is bound for the audit too
     # FastAPI tries the routes in order, each a regular expression (the
     # routers' routes are put in the app's own list, `flat_routes`): the

@@ -42,6 +42,11 @@ REGISTRY_DURATION = Histogram(
     "vaxhub_registry_call_duration_seconds", "Duration of registry calls, by registry.", ["registry"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+API_QUEUE_WAIT = Histogram(
+    "vaxhub_api_queue_wait_seconds",
+    "Time a request waited in its API process for a place to be worked on (api_threads), by kind: sites' writes go first.",
+    ["kind"], buckets=(0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 HL7_MESSAGES_PER_UNIT = Histogram(
     "vaxhub_hl7_messages_per_unit", "VXU messages stored in one transaction (those that queue in an API process are stored together).",
     buckets=(1, 2, 4, 8, 16, 32),
