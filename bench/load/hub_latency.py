@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from rich.table import Table
 
 METRIC = "vaxhub_http_request_duration_seconds"
+WAIT_METRIC = "vaxhub_api_queue_wait_seconds"  # part of METRIC: the wait for a place in the process (writes first)
 
 # (method, route), or another metric's labels → cumulative count per upper bound, bounds ascending (+Inf last)
 Snapshot = dict[tuple[str, ...], list[tuple[float, float]]]
@@ -124,4 +125,18 @@ def table(rows: list[RouteLatency]) -> Table:
 
     for row in rows:
         out.add_row(row.method, row.route, f"{row.requests:,}", ms(row.p50_ms), ms(row.p95_ms), ms(row.p99_ms))
+    return out
+
+
+def waits_table(load: Snapshot) -> Table | None:
+    """The part of the hub's time its requests waited for a place in their API process, by kind; None when not counted."""
+    rows = [(kind, counts) for (kind,), counts in sorted(load.items()) if counts and counts[-1][1] > 0]
+    if not rows:
+        return None
+    out = Table(title="of which waiting in an API process for a place (writes go first; API metrics, bucketed)")
+    for col in ("kind", "requests", "p50 ms", "p95 ms", "p99 ms"):
+        out.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, counts in rows:
+        ms = ["" if (s := quantile(counts, q)) is None else f"{s * 1000:,.0f}" for q in (0.5, 0.95, 0.99)]
+        out.add_row(kind, f"{int(counts[-1][1]):,}", *ms)
     return out

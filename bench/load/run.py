@@ -156,6 +156,7 @@ def hub_env(args, database_url: str, data_dir: Path, eid_jwks: Path) -> dict[str
         **({"VAXHUB_REDIS_URL": args.redis_url} if args.rate_limits == "redis" else {}),
         "VAXHUB_MPI_VERIFICATION_WAIT_SECONDS": str(args.link_wait),
         "VAXHUB_API_THREADS": str(args.api_threads),
+        "VAXHUB_WRITES_FIRST": "false" if args.arrival_order else "true",
         "VAXHUB_VERIFICATION_CONCURRENCY": str(args.verification_concurrency),
         "VAXHUB_VERIFICATION_BATCH_SIZE": str(args.verification_batch),
         "VAXHUB_EID_ISSUER": EID_ISSUER,
@@ -214,6 +215,8 @@ class Watcher:
         self.wal: list[probes.Wal | None] = [probes.wal_totals(engine)]  # at the start; the end is added when it stops
         self.hub_before: hub_latency.Snapshot = {}  # the API's own request durations when the load starts …
         self.hub_after: hub_latency.Snapshot = {}  # … and when locust has stopped
+        self.waits_before: hub_latency.Snapshot = {}  # the part of it spent waiting for a place, by kind
+        self.waits_after: hub_latency.Snapshot = {}
         self.gc_before = gc_report.Reading()  # their collector pauses, likewise
         self.gc_after = gc_report.Reading()
         self.steady: probes.Sample | None = None  # the database when every user has started: the graded window opens
@@ -324,6 +327,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
             while locust.poll() is None:
                 if not load_started.is_set() and marks.exists():
                     watcher.hub_before = hub_latency.snapshot(hub.metrics_dir)
+                    watcher.waits_before = hub_latency.snapshot(hub.metrics_dir, hub_latency.WAIT_METRIC, ("kind",))
                     watcher.gc_before = gc_report.read(hub.metrics_dir)
                     load_started.set()
                 if load_started.is_set():
@@ -342,6 +346,7 @@ def run_locust(args, plan_path: Path, plan: dict, run_dir: Path, engine, hub: Hu
         raise
     load_started.set()
     watcher.hub_after = hub_latency.snapshot(hub.metrics_dir)
+    watcher.waits_after = hub_latency.snapshot(hub.metrics_dir, hub_latency.WAIT_METRIC, ("kind",))
     watcher.gc_after = gc_report.read(hub.metrics_dir)
     timing = json.loads((Path(plan["acks_dir"]) / "load-window.json").read_text()) if (Path(plan["acks_dir"]) / "load-window.json").exists() else {}
     return watcher, timing
@@ -435,6 +440,8 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     inside = hub_latency.latencies(hub_latency.difference(watcher.hub_before, watcher.hub_after), least=10)
     if inside:
         console.print(hub_latency.table(inside))
+    if (waits := hub_latency.waits_table(hub_latency.difference(watcher.waits_before, watcher.waits_after))) is not None:
+        console.print(waits)
     if (pauses := gc_report.table(gc_report.between(watcher.gc_before, watcher.gc_after))) is not None:
         console.print(pauses)
     for name, error, count in report.read_failures(run_dir / "locust"):
@@ -622,6 +629,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--link-wait", type=float, default=30.0,
                         help="VAXHUB_MPI_VERIFICATION_WAIT_SECONDS: a new person is linked once the registry answered (0: at once and again)")
     parser.add_argument("--api-threads", type=int, default=8, help="VAXHUB_API_THREADS: requests each API process works on at once")
+    parser.add_argument("--arrival-order", action="store_true",
+                        help="VAXHUB_WRITES_FIRST=false: requests waiting in an API process are let in as they came, writes not first")
     parser.add_argument("--api-nice", type=int, default=0,
                         help="niceness of the API processes: above 0 the outbox workers (and the registry simulators) go first when the cores are short")
     parser.add_argument("--link-nice", type=int, default=0,

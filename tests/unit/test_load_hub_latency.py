@@ -61,3 +61,23 @@ def test_the_window_is_what_every_process_added_between_the_snapshots(tmp_path):
 
 def test_a_folder_that_does_not_exist_is_no_metrics(tmp_path):
     assert snapshot(tmp_path / "absent") == {}
+
+
+def test_the_wait_for_a_place_is_reported_by_kind(tmp_path):
+    from bench.load.hub_latency import WAIT_METRIC, waits_table
+    from tests.rich_tables import cells
+
+    code = textwrap.dedent("""
+        from vaxhub.hub.observability.metrics import API_QUEUE_WAIT
+        for s in [0.0005] * 95 + [0.2] * 5:
+            API_QUEUE_WAIT.labels("write").observe(s)
+        for s in [0.7] * 40:
+            API_QUEUE_WAIT.labels("read").observe(s)
+    """)
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}, check=True)
+    table = waits_table(snapshot(tmp_path, WAIT_METRIC, ("kind",)))
+    rows = {row[0]: row[1:] for row in cells(table)}
+    assert rows["write"][0] == "100" and rows["read"][0] == "40"
+    assert rows["write"][1] == "1"  # p50 ms: rank 50 of 95 in (0, 1] ms, rounded
+    assert rows["read"][2] == "975"  # p95: rank 38 of 40, all in (0.5, 1] s
+    assert waits_table({}) is None
