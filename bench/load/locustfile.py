@@ -57,7 +57,6 @@ SITE_PEOPLE = {
     code: SitePeople(PEOPLE, site, PLAN["new_share"], random.Random(f"{PLAN['population']['seed']}-{code}"))
     for code, site in SITES.items()
 }
-TOKEN_URL = PLAN["root"] + "/auth/token"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 ER7 = "x-application/hl7-v2+er7"
 REFRESH_BEFORE_EXPIRY = 30  # seconds
@@ -130,7 +129,7 @@ def client_token(user: FastHttpUser, client_id: str, key_path: str, name: str) -
     key = load_key(Path(key_path))
     return Token(user, lambda: {
         "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": client_assertion(client_id, key, TOKEN_URL),
+        "client_assertion": client_assertion(client_id, key, user.host + "/auth/token"),  # the pool it asks
     }, name)
 
 
@@ -171,6 +170,7 @@ class _SiteUser(_HubUser):
     """A site's system: its own client (it writes as that site) and its own people."""
 
     abstract = True
+    host = PLAN.get("site_root") or PLAN["root"]  # the sites' pool, where there is one
     _order = itertools.count()
 
     def on_start(self) -> None:

@@ -162,13 +162,13 @@ class Api:
         return None
 
 
-def start_api(env: dict[str, str], log_dir: Path, workers: int, *, nice: int = 0) -> Api:
+def start_api(env: dict[str, str], log_dir: Path, workers: int, *, nice: int = 0, name: str = "api") -> Api:
     """`nice` lowers the API's CPU priority below the outbox workers' (as a
     deployment's CPU weights would): when the cores are short, the request
     path slows down rather than the queues growing."""
     port = free_port()
     command = [*VAXHUB, "serve", "--port", str(port), "--workers", str(workers), "--log-level", "warning"]
-    api = Api(Managed("api", command, env, log_dir / "api.log", nice=nice).start(), port, workers)
+    api = Api(Managed(name, command, env, log_dir / f"{name}.log", nice=nice).start(), port, workers)
     api.wait_ready()
     return api
 

@@ -121,22 +121,32 @@ def _still_running(pids: list[int], seconds: float) -> list[int]:
 @dataclass
 class Hub:
     registries: Managed
-    api: Api
+    api: Api  # the app's and the verifiers' API processes (all of them, without a pool for sites)
     verification: list[Managed]
     linking: list[Managed]
     env: dict[str, str]
     logs: Path
+    site_api: Api | None = None  # the sites' own API processes (`--site-processes`)
 
     def outbox_workers(self) -> list[Managed]:
         return [*self.verification, *self.linking]
 
+    def apis(self) -> list[Api]:
+        return [self.api, *([self.site_api] if self.site_api else [])]
+
+    @property
+    def writers(self) -> Api:
+        """The API processes the sites write to: the one to kill, since what it acknowledged must be found."""
+        return self.site_api or self.api
+
     @property
     def metrics_dir(self) -> Path:
-        """Where `vaxhub serve --workers N` keeps its processes' metrics (no PROMETHEUS_MULTIPROC_DIR is set)."""
-        return Path(self.env["VAXHUB_DATA_DIR"]) / "metrics"
+        """Where the API processes keep their metrics: `vaxhub serve --workers N`'s own folder,
+        or the one both pools share (PROMETHEUS_MULTIPROC_DIR, set by `start_hub`)."""
+        return Path(self.env.get("PROMETHEUS_MULTIPROC_DIR") or Path(self.env["VAXHUB_DATA_DIR"]) / "metrics")
 
     def stop(self) -> None:
-        for managed in [self.api.managed, *self.outbox_workers(), self.registries]:
+        for managed in [*(a.managed for a in self.apis()), *self.outbox_workers(), self.registries]:
             managed.stop()
 
 
@@ -174,8 +184,15 @@ def start_hub(args, env: dict[str, str], logs: Path, registry_file: Path) -> Hub
                 "VAXHUB_SOCIAL_INSURANCE_API_KEY": API_KEY})
     verification = [start_verification_worker(env, logs, i) for i in range(args.verification_workers)]
     linking = [start_link_worker(env, logs, i, nice=args.link_nice) for i in range(args.link_workers)]
-    api = start_api(env, logs, args.api_processes, nice=args.api_nice)
-    return Hub(registries, api, verification, linking, env, logs)
+    if not args.site_processes:
+        return Hub(registries, start_api(env, logs, args.api_processes, nice=args.api_nice), verification, linking, env, logs)
+    # Two pools of `vaxhub serve` (docs/operations/scale.md): one for the sites, one for the app and the
+    # verifiers at a lower CPU priority. One metrics folder for both, made here so neither empties it.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(env["VAXHUB_DATA_DIR"]) / "metrics")
+    Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    sites = start_api(env, logs, args.site_processes, nice=args.api_nice, name="api-sites")
+    public = start_api(env, logs, args.api_processes - args.site_processes, nice=args.api_nice + args.public_nice, name="api-public")
+    return Hub(registries, public, verification, linking, env, logs, site_api=sites)
 
 
 # -- watching the load ------------------------------------------------------------------
@@ -207,7 +224,7 @@ class Watcher:
         self._last_cpu: dict[int, tuple[str, float]] = {}
         self.pg_by_service: dict[str, float] = {}  # the database's backends' CPU by the service each served
         self._pg_names: dict[int, str] = {}  # backend pid → its client's application_name
-        self.api_pids_seen: set[int] = set(hub.api.worker_pids())
+        self.api_pids_seen: set[int] = {pid for api in hub.apis() for pid in api.worker_pids()}
         self.lock_waits: Counter = Counter()  # statement → samples in which a backend waited on a lock for it
         self.vacuums: list[tuple[float, list[tuple[str, str]]]] = []  # (when, (table, phase) of each vacuum at work)
         self.stop = threading.Event()
@@ -228,7 +245,7 @@ class Watcher:
                 return [pid, *(c.pid for c in proc.children(recursive=True))]
             except psutil.NoSuchProcess:
                 return []
-        api = tree(self.hub.api.managed.pid)
+        api = [pid for pool in self.hub.apis() for pid in tree(pool.managed.pid)]
         pdfs = [pid for pid in api if _is_pdf_process(pid)]
         groups = {
             "API (vaxhub serve)": [pid for pid in api if pid not in pdfs],
@@ -271,7 +288,7 @@ class Watcher:
                 self.vacuums.append((time.time(), probes.vacuuming(self.engine)))
                 self._measure_cpu()
                 self.cpu_marks.append(cpu_course.CpuMark(time.time(), dict(self.cpu)))
-                self.api_pids_seen |= set(self.hub.api.worker_pids())
+                self.api_pids_seen |= {pid for api in self.hub.apis() for pid in api.worker_pids()}
             except Exception as exc:  # noqa: BLE001
                 self.kills.notes.append(f"probe failed: {exc}")
             self.stop.wait(self.every)
@@ -283,10 +300,10 @@ class Watcher:
         begin = time.time()
         if self.stop.wait(seconds / 3):
             return
-        self.kills.api_pdf_processes = _pdf_children(sorted(self.hub.api.worker_pids())[0])  # the one about to be killed
-        pid = self.hub.api.kill_one_worker()
+        self.kills.api_pdf_processes = _pdf_children(sorted(self.hub.writers.worker_pids())[0])  # the one about to be killed
+        pid = self.hub.writers.kill_one_worker()
         self.kills.api_killed, self.kills.api_killed_at = pid, time.time() - begin
-        self.kills.api_respawn_seconds = self.hub.api.wait_respawn(pid)
+        self.kills.api_respawn_seconds = self.hub.writers.wait_respawn(pid)
         self.kills.api_pdf_processes_left = _still_running(self.kills.api_pdf_processes, 10)
         if self.stop.wait(max(0.0, seconds / 2 - (time.time() - begin))):
             return
@@ -631,6 +648,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-threads", type=int, default=8, help="VAXHUB_API_THREADS: requests each API process works on at once")
     parser.add_argument("--arrival-order", action="store_true",
                         help="VAXHUB_WRITES_FIRST=false: requests waiting in an API process are let in as they came, writes not first")
+    parser.add_argument("--site-processes", type=int, default=0, metavar="N",
+                        help="N of the --api-processes serve the sites alone, on a port of their own; the rest serve the app and the "
+                             "verifiers, at --public-nice (two pools behind two host names, docs/operations/scale.md)")
+    parser.add_argument("--public-nice", type=int, default=5,
+                        help="with --site-processes: niceness the app's and verifiers' pool adds, so that sites' writes go first "
+                             "when the cores are short")
     parser.add_argument("--api-nice", type=int, default=0,
                         help="niceness of the API processes: above 0 the outbox workers (and the registry simulators) go first when the cores are short")
     parser.add_argument("--link-nice", type=int, default=0,
@@ -650,6 +673,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.rate = args.target * (1 + OFFER_MARGIN)
     if args.kill and args.api_processes < 2:
         parser.error("--kill needs --api-processes 2 or more: one API process has no supervisor to start it again")
+    if args.site_processes and not 0 < args.site_processes < args.api_processes:
+        parser.error("--site-processes must leave at least one of the --api-processes to the app and the verifiers")
+    if args.kill and args.site_processes == 1:
+        parser.error("--kill with --site-processes needs 2 or more of them: the one killed is the sites'")
     args.link_workers = max(1, args.workers // 2)
     args.verification_workers = max(1, args.workers - args.link_workers)
     return args
@@ -736,7 +763,7 @@ def _main(args: argparse.Namespace) -> int:
         console.print(f"issued {len(citizens)} certificates ({len(qr)} QR codes for the verifiers)")
 
         plan = {
-            "root": root, "rate": args.rate, "new_share": new_share, "doses_per_bundle": mix.DOSES_PER_BUNDLE,
+            "root": root, "site_root": hub.writers.root, "rate": args.rate, "new_share": new_share, "doses_per_bundle": mix.DOSES_PER_BUNDLE,
             "population": {"size": size, "seed": args.seed, "known": args.known_people},
             "sites": clients.sites, "verifiers": clients.verifiers,
             "eid": {"issuer": EID_ISSUER, "audience": EID_AUDIENCE, "key": str(keys / "national-eid.key.pem")},

@@ -37,11 +37,11 @@ def _alive(process) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_run_stopped_while_seeding_stops_the_hub_and_drops_its_database(signum, tmp_path):
+@pytest.mark.parametrize(("signum", "pools"), [(signal.SIGTERM, []), (signal.SIGINT, ["--site-processes", "2"])])
+def test_a_run_stopped_while_seeding_stops_the_hub_and_drops_its_database(signum, pools, tmp_path):
     # As from a non-interactive shell's `&`: SIGINT ignored, which the child inherits.
     run = subprocess.Popen(
-        [sys.executable, "bench/load/run.py", "--smoke", "--postgres-url", POSTGRES_URL], cwd=ROOT,
+        [sys.executable, "bench/load/run.py", "--smoke", "--postgres-url", POSTGRES_URL, *pools], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200", "TMPDIR": str(tmp_path)},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
@@ -55,8 +55,13 @@ def test_a_run_stopped_while_seeding_stops_the_hub_and_drops_its_database(signum
             pytest.fail("the run ended before seeding:\n" + "".join(seen)[-3000:])
         hub = psutil.Process(run.pid).children(recursive=True)
         (folder,) = tmp_path.glob("vaxhub-load-*")  # the run's folder
-        (api,) = [p for p in hub if "serve" in p.cmdline()]
-        database = api.environ()["VAXHUB_DATABASE_URL"].rsplit("/", 1)[1]
+        serving = [p for p in hub if "serve" in p.cmdline()]
+        if pools:  # the sites' pool at the run's niceness, the app's and verifiers' below it
+            assert sorted(p.nice() for p in serving) == [0, 5]
+            assert len({p.environ()["PROMETHEUS_MULTIPROC_DIR"] for p in serving}) == 1  # one metrics folder for both
+        else:
+            assert len(serving) == 1
+        database = serving[0].environ()["VAXHUB_DATABASE_URL"].rsplit("/", 1)[1]
         assert database in _load_databases()
         run.send_signal(signum)
         run.stdout.read()
