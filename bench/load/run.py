@@ -651,7 +651,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--site-processes", type=int, default=0, metavar="N",
                         help="N of the --api-processes serve the sites alone, on a port of their own; the rest serve the app and the "
                              "verifiers, at --public-nice (two pools behind two host names, docs/operations/scale.md)")
-    parser.add_argument("--public-nice", type=int, default=5,
+    parser.add_argument("--public-nice", type=int, default=10,
                         help="with --site-processes: niceness the app's and verifiers' pool adds, so that sites' writes go first "
                              "when the cores are short")
     parser.add_argument("--api-nice", type=int, default=0,

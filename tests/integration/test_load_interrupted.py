@@ -57,7 +57,7 @@ def test_a_run_stopped_while_seeding_stops_the_hub_and_drops_its_database(signum
         (folder,) = tmp_path.glob("vaxhub-load-*")  # the run's folder
         serving = [p for p in hub if "serve" in p.cmdline()]
         if pools:  # the sites' pool at the run's niceness, the app's and verifiers' below it
-            assert sorted(p.nice() for p in serving) == [0, 5]
+            assert sorted(p.nice() for p in serving) == [0, 10]
             assert len({p.environ()["PROMETHEUS_MULTIPROC_DIR"] for p in serving}) == 1  # one metrics folder for both
         else:
             assert len(serving) == 1

@@ -142,3 +142,20 @@ def test_the_middleware_answers_a_queued_write_before_queued_reads() -> None:
         return answered
 
     assert asyncio.run(scenario()) == ["write", "read 1", "read 2"]
+
+
+def test_a_prefix_the_hub_is_served_under_does_not_hide_a_write() -> None:
+    seen: list[tuple[int, int]] = []
+
+    async def inner(scope, receive, send):  # type: ignore[no-untyped-def]
+        seen.append((gated.gate.busy, gated.gate.reads_busy))
+
+    gated = WritesFirst(inner, places=2)
+
+    async def scenario() -> None:
+        for path in ("/api/fhir", "/api/fhir/Patient", "/api/healthz"):
+            method = "POST" if path != "/api/fhir/Patient" else "GET"
+            await gated({"type": "http", "method": method, "path": path, "root_path": "/api"}, None, None)
+
+    asyncio.run(scenario())
+    assert seen == [(1, 0), (1, 1), (0, 0)]  # a write, a read, a probe that passed no gate

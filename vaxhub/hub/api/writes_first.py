@@ -121,10 +121,16 @@ class WritesFirst:
         return self._gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _NEVER_WAIT:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        write = is_write(scope["method"], scope["path"])
+        path, root = scope["path"], scope.get("root_path") or ""
+        if root and path.startswith(root):  # served under a prefix (uvicorn --root-path)
+            path = path[len(root):]
+        if path in _NEVER_WAIT:
+            await self.app(scope, receive, send)
+            return
+        write = is_write(scope["method"], path)
         gate = self.gate
         asked = time.perf_counter()
         await gate.enter(write)
