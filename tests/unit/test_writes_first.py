@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from tests.own_loop import run_on_own_loop
 from vaxhub.hub.api.writes_first import PriorityGate, WritesFirst, is_write
 
 
@@ -56,7 +57,7 @@ def test_a_waiting_write_goes_before_reads_that_came_first() -> None:
         await asyncio.gather(*tasks)
         return order
 
-    assert asyncio.run(scenario()) == ["write", "read 1", "read 2"]
+    assert run_on_own_loop(scenario) == ["write", "read 1", "read 2"]
 
 
 def test_reads_keep_their_floor_while_writes_keep_coming() -> None:
@@ -76,7 +77,7 @@ def test_reads_keep_their_floor_while_writes_keep_coming() -> None:
         await asyncio.gather(*reads, *writes, return_exceptions=True)
         return gate.reads_busy, gate.busy
 
-    assert asyncio.run(scenario()) == (1, 4)
+    assert run_on_own_loop(scenario) == (1, 4)
 
 
 def test_a_request_that_leaves_while_waiting_or_once_let_in_loses_no_place() -> None:
@@ -94,7 +95,7 @@ def test_a_request_that_leaves_while_waiting_or_once_let_in_loses_no_place() -> 
         await asyncio.wait_for(gate.enter(False), 1)  # the place is free again
         return gate.busy, gate.waiting
 
-    assert asyncio.run(scenario()) == (1, (0, 0))
+    assert run_on_own_loop(scenario) == (1, (0, 0))
 
 
 def test_the_middleware_answers_a_queued_write_before_queued_reads() -> None:
@@ -141,7 +142,7 @@ def test_the_middleware_answers_a_queued_write_before_queued_reads() -> None:
         assert app.gate.busy == 0
         return answered
 
-    assert asyncio.run(scenario()) == ["write", "read 1", "read 2"]
+    assert run_on_own_loop(scenario) == ["write", "read 1", "read 2"]
 
 
 def test_a_prefix_the_hub_is_served_under_does_not_hide_a_write() -> None:
@@ -157,5 +158,5 @@ def test_a_prefix_the_hub_is_served_under_does_not_hide_a_write() -> None:
             method = "POST" if path != "/api/fhir/Patient" else "GET"
             await gated({"type": "http", "method": method, "path": path, "root_path": "/api"}, None, None)
 
-    asyncio.run(scenario())
+    run_on_own_loop(scenario)
     assert seen == [(1, 0), (1, 1), (0, 0)]  # a write, a read, a probe that passed no gate

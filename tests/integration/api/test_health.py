@@ -3,12 +3,10 @@ without a token, and saying which check failed without revealing anything else."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from tests.own_loop import run_on_own_loop
 from vaxhub.hub.api import health
 from vaxhub.hub.storage.engine import head_revision, make_engine, upgrade
 
@@ -45,14 +44,6 @@ def fresh_database(request, tmp_path):
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
-
-
-def _run(checks):
-    """Run the probe's coroutine on a loop of its own thread: this thread may
-    already be running one (a browser test's Playwright session on the same
-    pytest worker keeps it)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(checks())).result()
 
 def test_the_hub_answers_both_probes_without_a_token(hub):
     _app, raw, _login = hub
@@ -163,13 +154,13 @@ def test_a_hung_database_answers_timeout_and_runs_one_check_at_a_time(fresh_data
     locker.begin()
     locker.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))  # readers of it now wait
     try:
-        assert _run(probe.checks) == {"database": "timeout"}
-        assert _run(probe.checks) == {"database": "timeout"}
+        assert run_on_own_loop(probe.checks) == {"database": "timeout"}
+        assert run_on_own_loop(probe.checks) == {"database": "timeout"}
         assert [t.name for t in threading.enumerate()].count("readyz") == 1, "probes piled up checks"
     finally:
         locker.rollback()
         locker.close()
     running = probe._running
     running.result(timeout=5)  # the stuck check finishes once the lock is gone
-    assert _run(probe.checks) == {"database": "ok", "migrations": "ok"}
+    assert run_on_own_loop(probe.checks) == {"database": "ok", "migrations": "ok"}
     engine.dispose()

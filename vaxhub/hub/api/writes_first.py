@@ -6,7 +6,7 @@ A vaccination site's system holds the person at the desk until the hub
 answers its Bundle or HL7 v2 message; the health book's pages, certificate
 downloads and QR checks can wait a moment longer. When the machine is busy,
 requests queue in each process's event loop, and in arrival order a write
-would wait behind every read ahead of it. This makes no CPU: it moves the
+would wait behind every read ahead of it. It adds no capacity: it moves the
 waiting from writes to reads. Reads are not starved while writes keep coming:
 `reads_floor` places (a quarter, at least one) go to a waiting read whenever
 fewer reads than that are being worked on.
