@@ -112,7 +112,7 @@ class WritesFirst:
         self.app = app
         self.places = places
         self.reads_floor = reads_floor
-        self._gate: PriorityGate | None = None  # made in the serving loop, on the first request
+        self._gate: PriorityGate | None = None  # made on the first request; its waiters' futures belong to the loop serving them
 
     @property
     def gate(self) -> PriorityGate:
