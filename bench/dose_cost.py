@@ -119,7 +119,7 @@ def dose_bundles(people: workload.LoadPeople, number: int = 1) -> list[bytes]:
         known = people.known[site.code]
         for start in range(0, len(known), mix.DOSES_PER_BUNDLE):
             doses = [(p, workload.next_dose(people.population, p, number, site)) for p in known[start : start + mix.DOSES_PER_BUNDLE]]
-            bodies.append(orjson.dumps(workload.dose_bundle(doses, site)))
+            bodies.append(workload.dose_bundle_body(doses, site))
     return bodies
 
 
@@ -132,7 +132,7 @@ def _load_bundles(people: workload.LoadPeople, pickers: dict[str, workload.SiteP
     for index in range(count):
         site = people.sites[index % len(people.sites)]
         picked = pickers[site.code].pick_distinct(mix.DOSES_PER_BUNDLE)
-        bodies.append(orjson.dumps(workload.dose_bundle([(p, d) for p, d, _new in picked], site)))
+        bodies.append(workload.dose_bundle_body([(p, d) for p, d, _new in picked], site))
     return bodies
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from bench.ingest import post_all, register_sites
 from bench.load import probes
-from bench.load.workload import LoadPeople, dose_bundle, next_dose, site_resources
+from bench.load.workload import LoadPeople, dose_bundle_body, next_dose, site_resources
 from vaxhub.adapters.registry_data import Citizen
 from vaxhub.fhir.synthetic import CCCD_SYSTEM
 from vaxhub.hub.security.client_tools import generate_key, load_key, request_token
@@ -78,7 +78,7 @@ def seed_known_people(root: str, headers: dict[str, str], people: LoadPeople) ->
         site = population.site(code)
         for start in range(0, len(persons), PEOPLE_PER_SEED_BUNDLE):
             group = persons[start:start + PEOPLE_PER_SEED_BUNDLE]
-            bundles.append(orjson.dumps(dose_bundle([(p, next_dose(population, p, 1, site)) for p in group], site)))
+            bundles.append(dose_bundle_body([(p, next_dose(population, p, 1, site)) for p in group], site))
     elapsed, failures = post_all(f"{root}/fhir", headers, bundles, 4, "seeding known people")
     return elapsed, sum(len(v) for v in people.known.values()), failures
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
 from bench.load import mix
-from bench.load.workload import SitePeople, dose_bundle, split_people, vxu_message
+from bench.load.workload import SitePeople, dose_bundle, dose_bundle_body, site_references, split_people, vxu_message
 from vaxhub.fhir.hl7v2 import translate_vxu
 from vaxhub.fhir.synthetic import CCCD_SYSTEM, patient_resource, site_immunization_system
 from vaxhub.identity.keys import match_keys
@@ -65,6 +66,30 @@ def test_a_bundle_is_conditional_creates_of_patients_and_their_doses_at_the_site
     assert entries[1]["resource"]["identifier"][0]["system"] == site_immunization_system(site.code)
     assert entries[1]["resource"]["patient"]["reference"] == entries[0]["fullUrl"]
     assert not any("urn:uuid" in str(e["resource"].get("location", "")) for e in entries)  # the site's stored Location
+
+
+def _references(node) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "reference"] + [r for v in node.values() for r in _references(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _references(v)]
+    return []
+
+
+def test_a_bundle_body_refers_to_the_sites_stored_resources_and_to_its_own_patients(people):
+    site = people.sites[2]
+    doses = [(p, d) for p, d, _new in SitePeople(people, site, 0.4, random.Random(3)).pick_distinct(20)]
+    body = dose_bundle_body(doses, site)
+    stored = site_references(site)
+    assert not any(urn.encode() in body for urn in stored)  # no site urn left anywhere
+    bundle = orjson.loads(body)
+    own = {e["fullUrl"] for e in bundle["entry"]}
+    references = _references(bundle)
+    assert references and all(r in own or r in stored.values() for r in references)
+    immunizations = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Immunization"]
+    assert all(i["location"]["reference"] in stored.values() and i["patient"]["reference"] in own for i in immunizations)
+    assert all(p["actor"]["reference"] in stored.values() for i in immunizations for p in i.get("performer", []))
+    assert bundle == dose_bundle(doses, site)
 
 
 def test_a_vxu_translates_to_the_same_person_and_dose(people):
