@@ -35,11 +35,9 @@ import os
 import random
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import psutil
 from rich.console import Console
 from rich.table import Table
@@ -49,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from bench.databases import fresh_postgres_database  # noqa: E402
 from bench.ingest import Hub, post_all, register_sites  # noqa: E402
 from bench.load import mix, workload  # noqa: E402
-from vaxhub.fhir.resources import MODELS  # noqa: E402
+from bench.yardstick import floor_ms_per_dose  # noqa: E402
 from vaxhub.hub.api.hl7v2 import ER7_MEDIA_TYPE  # noqa: E402
 
 console = Console(width=150)
@@ -146,17 +144,6 @@ def _vxu_messages(people: workload.LoadPeople, pickers: dict[str, workload.SiteP
     return messages
 
 
-def _floor_ms_per_dose(bodies: list[bytes]) -> float:
-    doses = 0
-    started = time.process_time()
-    for body in bodies:
-        for entry in orjson.loads(body)["entry"]:
-            resource = entry["resource"]
-            MODELS[resource["resourceType"]].model_validate(resource)
-            doses += resource["resourceType"] == "Immunization"
-    return (time.process_time() - started) * 1000 / doses
-
-
 def _measure_vxu(hub: Hub, messages: list[bytes], round_no: int, clients: int) -> tuple[float, list[str], float, float]:
     """Post the messages; their wall time, failures, and the API's and PostgreSQL's CPU seconds."""
     api_pids = api_pids_of(hub)
@@ -198,7 +185,7 @@ def main() -> int:
     measured = _load_bundles(people, pickers, args.bundles)
     messages = _vxu_messages(people, pickers, args.vxu)
     doses = args.bundles * mix.DOSES_PER_BUNDLE
-    floor = _floor_ms_per_dose(measured)
+    floor = floor_ms_per_dose(measured)
 
     table = Table(title=f"per Immunization stored: {args.bundles} Bundles of {mix.DOSES_PER_BUNDLE} doses, {NEW_SHARE:.0%} new people, "
                         f"{args.bundle_clients} clients, {args.api_processes} API process(es)")

@@ -66,6 +66,7 @@ from bench.load.processes import (  # noqa: E402
 )
 from bench.load.registries import API_KEY  # noqa: E402
 from bench.load.workload import first_dose_share, people_needed, split_people  # noqa: E402
+from bench.yardstick import machine_yardstick  # noqa: E402
 from vaxhub.hub.security.client_tools import generate_key  # noqa: E402
 from vaxhub.hub.storage.engine import make_engine, upgrade  # noqa: E402
 
@@ -488,6 +489,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
          f"{after:,.1f}" if (after := report.rate_after(samples, started + 60)) is not None else "—"),
         ("peak over 10 s", f"{report.peak_rate(samples):,.1f}"),
         ("offered (plan)", f"{plan['rate']:,.0f}/s"),
+        ("machine yardstick before the run: ms of CPU to validate a dose (bench/yardstick.py)", f"{plan['machine_yardstick_ms']:.3f}"),
         ("share of doses for new people", f"{plan['new_share']:.2f}"),
         ("new Patients/s acknowledged (work for both outboxes)", f"{new_patients / window:,.1f}"),
         ("verification jobs done/s during the load", f"{outbox_rate('verified'):,.1f}"),
@@ -520,10 +522,10 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
         console.print(pg_clients.table(watcher.pg_by_service, stored, window))
     sent = sum(op.requests for op in operations if op.name != "Aggregated")
     if sent and "locust (load generator)" in watcher.cpu:
-        # Locust's work per request does not change with the hub's code, so
-        # its CPU per request shows how fast this run's machine was.
-        console.print(f"locust's CPU per request (the machine's speed in this run; lower is faster): "
-                      f"{watcher.cpu['locust (load generator)'] / sent * 1000:.2f} ms")
+        # Not the hub's: compare it only between runs of the same load generator
+        # (its Bundles became 7 times cheaper to build at f39d0f8).
+        console.print(f"locust's CPU per request: {watcher.cpu['locust (load generator)'] / sent * 1000:.2f} ms; "
+                      f"machine yardstick before the run: {plan['machine_yardstick_ms']:.3f} ms per dose validated (lower is faster)")
     first, last = watcher.wal[0], watcher.wal[-1]
     if len(watcher.wal) > 1 and first is not None and last is not None and last.at > first.at:
         span, written = last.at - first.at, last.bytes - first.bytes
@@ -596,7 +598,7 @@ def print_report(args, plan: dict, watcher: Watcher, timing: dict, at_stop: prob
     console.print(f"machine: {os.cpu_count()} cores, load average now {load_avg}; run folder {run_dir}")
     result = {
         "operations": [asdict(op) for op in operations], "stored": stored, "rate": rate, "graded_seconds": graded_seconds, "window_seconds": window,
-        "drain_seconds": drain_seconds, "at_stop": asdict(at_stop), "loss": asdict(loss), "cpu": watcher.cpu,
+        "drain_seconds": drain_seconds, "machine_yardstick_ms": plan["machine_yardstick_ms"], "at_stop": asdict(at_stop), "loss": asdict(loss), "cpu": watcher.cpu,
         "postgresql_cpu_by_service": watcher.pg_by_service,
         "kills": asdict(watcher.kills), "lock_waits": watcher.lock_waits.most_common(20), "counts": dict(users.counts), "checks": [[w, ok] for w, ok in checks],
     }
@@ -724,6 +726,9 @@ def _main(args: argparse.Namespace) -> int:
     console.print(f"population: {size:,} synthetic people (seed {args.seed}); {args.known_people:,} known before the load; "
                   f"new people get {new_share:.0%} of the doses")
     people = split_people(size, args.seed, args.known_people)
+    # Measured before anything else starts: how fast this machine is (bench/yardstick.py).
+    yardstick = machine_yardstick(people)
+    console.print(f"machine yardstick: {yardstick:.3f} ms of CPU to validate a dose (lower is faster)")
     seed.write_registry(people, run_dir / "citizens.json")
     offered = mix.offered_load(args.rate, args.users)
 
@@ -768,7 +773,7 @@ def _main(args: argparse.Namespace) -> int:
             "sites": clients.sites, "verifiers": clients.verifiers,
             "eid": {"issuer": EID_ISSUER, "audience": EID_AUDIENCE, "key": str(keys / "national-eid.key.pem")},
             "citizens": citizens, "qr": qr, "downloads": mix.DOWNLOADS,
-            "users": offered.users, "pacing": offered.pacing(), "acks_dir": str(acks),
+            "users": offered.users, "pacing": offered.pacing(), "acks_dir": str(acks), "machine_yardstick_ms": yardstick,
         }
         plan_path = run_dir / "plan.json"
         plan_path.write_text(json.dumps(plan, indent=1))
