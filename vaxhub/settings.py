@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         60.0, gt=0, description="How long a claimed job stays with its worker before others may take it."
     )
     verification_max_attempts: int = Field(10, ge=1, description="Attempts before a job becomes a dead letter.")
+    verification_claim_every: float = Field(
+        0.25, ge=0,
+        description="While registry calls are in flight, a worker claims new jobs at most this often (seconds), so that "
+                    "Patients arriving one by one travel in full batches; 0 claims whenever a call slot frees.",
+    )
     verification_backoff_base: float = Field(1.0, gt=0, description="First retry delay ceiling, in seconds (doubles).")
     verification_backoff_cap: float = Field(300.0, gt=0, description="Largest retry delay ceiling, in seconds.")
     registry_breaker_window: int = Field(20, ge=1, description="Recent calls a worker weighs to open the breaker.")

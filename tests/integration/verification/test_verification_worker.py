@@ -175,6 +175,54 @@ def test_a_failed_batch_call_retries_every_job_it_carried(hub_store, engine, reg
     assert 2 <= flaky.calls["batch"] <= 4  # the failed call, then the three again (together or as their backoffs end)
 
 
+class HeldBatches:
+    """Batch calls answered from `inner`; the first waits for `release`. Keeps each call's size."""
+
+    verifies_in_batches = True
+
+    def __init__(self, inner):
+        self.inner, self.sizes, self.release, self.first_started = inner, [], threading.Event(), threading.Event()
+
+    def verify_many(self, claims):
+        self.sizes.append(len(claims))
+        if len(self.sizes) == 1:
+            self.first_started.set()
+            assert self.release.wait(30)
+        return self.inner.verify_many(claims)
+
+    def lookup_by_old_id(self, cmnd: str) -> str | None:
+        return self.inner.lookup_by_old_id(cmnd)
+
+
+@pytest.mark.parametrize("claim_every, sizes", [(1.0, [1, 3]), (0.0, [1, 1, 1, 1])])
+def test_patients_arriving_one_by_one_travel_together_while_a_call_is_out(hub_store, engine, registry, claim_every, sizes):
+    held = HeldBatches(InMemoryPopulationRegistry(registry))
+    options = WorkerOptions(concurrency=4, batch_size=4, poll_seconds=0.01, claim_every=claim_every)
+    stop = threading.Event()
+    w = worker(engine, held, options=options)
+    runner = threading.Thread(target=w.run, args=(stop,))
+    store_patients(hub_store, [patient_of(AN)])
+    runner.start()
+    try:
+        assert held.first_started.wait(10)
+        for citizen in (HOA, HUONG, DUC):  # one by one, while the first call is out
+            store_patients(hub_store, [patient_of(citizen)])
+            threading.Event().wait(0.1)
+        threading.Event().wait(1.5)  # past the next claim
+        held.release.set()
+        deadline = threading.Event()
+        for _ in range(100):
+            if status_counts(engine)["counts"]["pending"] == 0:
+                break
+            deadline.wait(0.05)
+    finally:
+        held.release.set()
+        stop.set()
+        runner.join(10)
+    assert held.sizes == sizes
+    assert status_counts(engine)["counts"]["pending"] == 0
+
+
 def test_backoff_grows_exponentially_with_full_jitter():
     rng = random.Random(7)
     draws = [[backoff_delay(attempt, base=1.0, cap=60.0, rng=rng) for _ in range(200)] for attempt in (1, 2, 3, 8)]

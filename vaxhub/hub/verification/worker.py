@@ -70,6 +70,12 @@ class WorkerOptions:
     backoff_cap: float = 300.0
     poll_seconds: float = 0.5
     batch_window: float = 0.005  # gather outcomes this long to record them together
+    # While calls are in flight, claim at most this often: jobs that arrive in
+    # between go out in full batches. Claiming whenever a call came back sent
+    # a steady trickle of new Patients a few per call, and each call's
+    # envelope, HTTP exchange, claim and record cost the worker as much as the
+    # jobs in it. A worker with no call in flight claims at once.
+    claim_every: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> WorkerOptions:
@@ -80,6 +86,7 @@ class WorkerOptions:
             "max_attempts": settings.verification_max_attempts,
             "backoff_base": settings.verification_backoff_base,
             "backoff_cap": settings.verification_backoff_cap,
+            "claim_every": settings.verification_claim_every,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -193,21 +200,31 @@ class VerificationWorker:
         outcomes: queues.SimpleQueue = queues.SimpleQueue()
         opts = self.options
         calls = 0  # registry calls in flight
+        claimed_at = float("-inf")
+
+        def refill() -> int:
+            nonlocal claimed_at
+            now = time.monotonic()
+            if stop.is_set() or (calls and now - claimed_at < opts.claim_every):
+                return 0
+            claimed_at = now
+            return self._claim_into(pool, outcomes, opts.concurrency - calls, calls)
+
         with ThreadPoolExecutor(opts.concurrency, thread_name_prefix="verify") as pool:
             while True:
                 # Refill the free call slots first, then record what came back: the
                 # registry's latency, not our database round trips, should pace the calls.
-                calls += 0 if stop.is_set() else self._claim_into(pool, outcomes, opts.concurrency - calls, calls)
+                calls += refill()
                 if calls == 0:
                     if stop.is_set() or (until_idle and queued_count(self.engine) == 0):
                         return self.recorded
                     stop.wait(opts.poll_seconds)
                     continue
-                finished = self._gather(outcomes, wait=opts.poll_seconds)
+                next_claim = claimed_at + opts.claim_every - time.monotonic()
+                finished = self._gather(outcomes, wait=min(opts.poll_seconds, max(next_claim, 0.001)) if opts.claim_every else opts.poll_seconds)
                 calls -= len(finished)
                 if finished:
-                    if not stop.is_set():
-                        calls += self._claim_into(pool, outcomes, opts.concurrency - calls, calls)
+                    calls += refill()
                     decided = [self._decide(job, answer) for call in finished for job, answer in call]
                     done = record(self.engine, decided, worker=self.name, registry=REGISTRY_NAME)
                     self.recorded += done
