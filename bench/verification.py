@@ -24,7 +24,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -67,6 +69,20 @@ def serve_simulator(people: int, latency: float, port: int) -> None:
     print(sims.population_wsdl_url, flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     sims.stop()
+
+
+@contextmanager
+def simulator(people: int, latency: float) -> Iterator[str]:
+    """The SOAP simulator in a process of its own (a registry is another machine) while the block runs; its WSDL URL."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve-simulator", "--patients", str(people), "--latency", str(latency), "--port", str(free_port())],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        yield process.stdout.readline().strip()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
 
 
 def patient(citizen) -> dict:
@@ -161,14 +177,8 @@ def main() -> None:
         return
 
     citizens = generate_citizens(args.patients, seed=SEED)
-    simulator = subprocess.Popen(
-        [sys.executable, __file__, "--serve-simulator", "--patients", str(args.patients),
-         "--latency", str(args.latency), "--port", str(free_port())],
-        stdout=subprocess.PIPE, text=True,
-    )
-    wsdl = simulator.stdout.readline().strip()
     rows = []
-    try:
+    with simulator(args.patients, args.latency) as wsdl:
         total = args.processes * args.concurrency
         url, drop = fresh_database(args.postgres_url)
         try:
@@ -186,9 +196,6 @@ def main() -> None:
         finally:
             drop()
         rows.append(("floor of the queue: 1 worker, in-memory fake registry", len(citizens) / fake))
-    finally:
-        simulator.send_signal(signal.SIGTERM)
-        simulator.wait(10)
 
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     table = Table(title=f"{len(citizens)} Patients, simulator latency {args.latency * 1000:.0f} ms, "

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.databases import fresh_postgres_database  # noqa: E402
-from bench.verification import SEED, free_port, patient  # noqa: E402
+from bench.verification import SEED, patient, simulator  # noqa: E402
 from vaxhub.adapters.registry_data import generate_citizens  # noqa: E402
 from vaxhub.hub.storage.engine import make_engine, upgrade  # noqa: E402
 from vaxhub.hub.storage.outbox_tables import VerificationJobRow, VerificationResultRow  # noqa: E402
@@ -108,14 +108,8 @@ def main() -> None:
 
     per_setting = int(args.rate * args.seconds)
     citizens = generate_citizens(per_setting * len(args.claim_every), seed=SEED)
-    simulator = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "verification.py"), "--serve-simulator", "--patients", str(len(citizens)),
-         "--latency", str(args.latency), "--port", str(free_port())],
-        stdout=subprocess.PIPE, text=True,
-    )
-    wsdl = simulator.stdout.readline().strip()
     rows = []
-    try:
+    with simulator(len(citizens), args.latency) as wsdl:
         for index, claim_every in enumerate(args.claim_every):
             share = citizens[index * per_setting:(index + 1) * per_setting]
             console.print(f"claim every {claim_every} s: {len(share):,} Patients over {args.seconds:.0f} s …")
@@ -126,9 +120,6 @@ def main() -> None:
                                                   batch=args.batch, per_write=args.per_write, rate=args.rate)))
             finally:
                 drop()
-    finally:
-        simulator.send_signal(signal.SIGTERM)
-        simulator.wait(10)
 
     load_average = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     table = Table(title=f"{args.rate:.0f} new Patients/s, {args.per_write} per transaction, registry latency {args.latency * 1000:.0f} ms, "
