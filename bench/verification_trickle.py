@@ -6,10 +6,10 @@ One `vaxhub worker` process against the SOAP simulator (200 ms latency, as
 in the load test) on a fresh PostgreSQL database; a feeder stores
 `--per-write` new Patients every `--per-write / --rate` seconds for
 `--seconds`. Measured for each `--claim-every` value (the worker's
-`VAXHUB_VERIFICATION_CLAIM_EVERY`), on fresh Patients each time: the worker's
-CPU from the first Patient stored to the last verified (its own `/proc`
-counters), per Patient; the registry calls it made per Patient; and how long
-a Patient waited from being stored to being verified.
+`VAXHUB_VERIFICATION_CLAIM_EVERY`), on fresh Patients and a fresh database
+each time: the worker's CPU from the first Patient stored to the last
+verified (its own `/proc` counters), per Patient; the results it recorded;
+and how long a Patient waited from being stored to being verified.
 
     .venv/bin/python bench/verification_trickle.py --postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """

@@ -74,7 +74,9 @@ class WorkerOptions:
     # between go out in full batches. Claiming whenever a call came back sent
     # a steady trickle of new Patients a few per call, and each call's
     # envelope, HTTP exchange, claim and record cost the worker as much as the
-    # jobs in it. A worker with no call in flight claims at once.
+    # jobs in it. A worker with no call in flight claims at once. 0 here (a
+    # worker built in code claims as before); `vaxhub worker` takes
+    # VAXHUB_VERIFICATION_CLAIM_EVERY, 0.25 s by default.
     claim_every: float = 0.0
 
     @classmethod
